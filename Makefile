@@ -1,0 +1,52 @@
+# The entry points the README names. `make serve` and `make test` are the whole set-up:
+# each creates the virtualenv, installs the package and builds the pinned OPA as needed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+TOOLS  := .tools/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+DATA   ?= $(CURDIR)/.data
+
+export PATH := $(CURDIR)/$(TOOLS):$(PATH)
+
+.PHONY: setup serve test lint format clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+# Built from source with `go install` into ~/.cache/mlflow-secure/tools/opa-vX.Y.Z (shared by
+# every clone on the machine), linked into .tools/bin.
+$(TOOLS)/opa: $(VENV)/.installed
+	$(BIN)/mlflow-secure opa install --link-dir $(TOOLS)
+
+setup: $(VENV)/.installed $(TOOLS)/opa
+
+serve: setup
+	@mkdir -p $(DATA)/artifacts
+	@echo "mlflow-secure: starting on http://$(HOST):$(PORT) (SQLite and artefacts in $(DATA), managed OPA)."
+	@echo "mlflow-secure: GET /health is public; every other route requires credentials."
+	$(BIN)/mlflow server --app-name secure \
+		--backend-store-uri sqlite:///$(DATA)/mlflow.db \
+		--artifacts-destination $(DATA)/artifacts \
+		--host $(HOST) --port $(PORT)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint
+	$(BIN)/mlflow-secure policy test --dir rego
+	$(BIN)/python -m pytest
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+	$(TOOLS)/opa fmt --write rego
+
+clean:
+	rm -rf $(VENV) .tools .data

@@ -1,0 +1,145 @@
+"""Asking OPA for a decision, failing closed.
+
+The contract is ``data.mlflow.authz.decision`` → ``{"allow": bool, "reasons": [str]}``.
+Anything else — OPA unreachable, slower than the timeout, an HTTP error, an undefined or
+malformed result — raises :class:`PolicyUnavailable`, which every caller turns into a refusal.
+There are no retries: a retry would only stretch the time a request waits for a refusal.
+
+httpx is used directly (rather than a general OPA client) because the request path needs an
+async client, unix-socket transport and one strict deadline per decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from mlflow_secure.config import ConfigError
+
+DECISION_PATH = "/v1/data/mlflow/authz/decision"
+
+
+class PolicyUnavailable(Exception):
+    """No decision could be had; the request must be refused with 503."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    allow: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OpaEndpoint:
+    """Where OPA listens: a base URL, plus a unix socket path when it is not TCP."""
+
+    base_url: str
+    uds: str | None = None
+
+    def describe(self) -> str:
+        return f"unix://{self.uds}" if self.uds else self.base_url
+
+
+def parse_opa_url(url: str) -> OpaEndpoint:
+    """Validate MLFLOW_SECURE_OPA_URL up front so a typo stops start-up with one message."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        if not parts.path.startswith("/"):
+            raise ConfigError(
+                "MLFLOW_SECURE_OPA_URL: a unix socket URL needs an absolute path, "
+                "like unix:///run/opa/opa.sock"
+            )
+        return OpaEndpoint(base_url="http://opa", uds=parts.path)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(
+            "MLFLOW_SECURE_OPA_URL must look like http://host:port, https://host:port or "
+            "unix:///path/to/socket"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError("MLFLOW_SECURE_OPA_URL must not carry credentials, a query or a fragment")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError:
+        raise ConfigError("MLFLOW_SECURE_OPA_URL has an invalid port") from None
+    return OpaEndpoint(base_url=url.rstrip("/"))
+
+
+def interpret(payload: Any) -> Decision:
+    """Accept only a well-formed decision; `allow` must be literally true to allow."""
+    if not isinstance(payload, dict) or "result" not in payload:
+        raise PolicyUnavailable(
+            "the policy returned no decision (is data.mlflow.authz.decision "
+            "defined for every input?)"
+        )
+    result = payload["result"]
+    if not isinstance(result, dict) or not isinstance(result.get("allow"), bool):
+        raise PolicyUnavailable("the policy returned a malformed decision")
+    reasons = result.get("reasons", [])
+    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+        raise PolicyUnavailable("the policy returned malformed reasons")
+    return Decision(allow=result["allow"] is True, reasons=tuple(reasons))
+
+
+def _failure(exc: Exception, endpoint: OpaEndpoint) -> PolicyUnavailable:
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return PolicyUnavailable(f"the policy engine at {endpoint.describe()} timed out")
+    if isinstance(exc, httpx.HTTPStatusError):
+        return PolicyUnavailable(
+            f"the policy engine at {endpoint.describe()} answered HTTP {exc.response.status_code}"
+        )
+    return PolicyUnavailable(f"the policy engine at {endpoint.describe()} is unreachable")
+
+
+class DecisionClient:
+    """One per process; holds pooled connections to OPA for both sync and async callers."""
+
+    def __init__(self, endpoint: OpaEndpoint, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._sync: httpx.Client | None = None
+        self._async: httpx.AsyncClient | None = None
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        return {"base_url": self.endpoint.base_url, "timeout": httpx.Timeout(self.timeout)}
+
+    def _sync_client(self) -> httpx.Client:
+        if self._sync is None:
+            transport = httpx.HTTPTransport(uds=self.endpoint.uds, retries=0)
+            self._sync = httpx.Client(transport=transport, **self._client_kwargs())
+        return self._sync
+
+    def _async_client(self) -> httpx.AsyncClient:
+        if self._async is None:
+            transport = httpx.AsyncHTTPTransport(uds=self.endpoint.uds, retries=0)
+            self._async = httpx.AsyncClient(transport=transport, **self._client_kwargs())
+        return self._async
+
+    def decide_sync(self, policy_input: dict[str, Any]) -> Decision:
+        try:
+            response = self._sync_client().post(DECISION_PATH, json={"input": policy_input})
+            response.raise_for_status()
+            payload = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise _failure(exc, self.endpoint) from None
+        return interpret(payload)
+
+    async def decide(self, policy_input: dict[str, Any]) -> Decision:
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await self._async_client().post(
+                    DECISION_PATH, json={"input": policy_input}
+                )
+            response.raise_for_status()
+            payload = response.json()
+        except (httpx.HTTPError, TimeoutError, ValueError) as exc:
+            raise _failure(exc, self.endpoint) from None
+        return interpret(payload)
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None

@@ -1,0 +1,54 @@
+"""Error responses in MLflow's JSON shape, shared by the ASGI and WSGI front doors.
+
+Clients (the MLflow Python client, the UI) already understand ``{"error_code", "message"}``;
+denials add ``decision_id`` and ``reasons`` so a user can tell an administrator exactly which
+decision to look up. Messages are fixed strings chosen here: nothing from the request (and so
+no credential) is ever echoed back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+# MLflow's error codes (databricks_pb2.ErrorCode names) for the statuses we produce.
+ERROR_CODES = {
+    400: "INVALID_PARAMETER_VALUE",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "ENDPOINT_NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+
+WWW_AUTHENTICATE = 'Bearer realm="mlflow-secure"'
+
+
+@dataclass(frozen=True)
+class ErrorResponse:
+    status: int
+    message: str
+    extra: dict[str, object] = field(default_factory=dict)
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def body(self) -> bytes:
+        payload = {"error_code": ERROR_CODES[self.status], "message": self.message, **self.extra}
+        return json.dumps(payload).encode()
+
+    def header_list(self) -> list[tuple[str, str]]:
+        body_length = str(len(self.body()))
+        return [
+            ("content-type", "application/json"),
+            ("content-length", body_length),
+            ("cache-control", "no-store"),
+            *self.headers,
+        ]
+
+
+def unauthenticated(message: str = "Authentication required.") -> ErrorResponse:
+    return ErrorResponse(401, message, headers=(("www-authenticate", WWW_AUTHENTICATE),))
+
+
+def unavailable(message: str) -> ErrorResponse:
+    # Retry-After lets well-behaved clients back off while OPA restarts.
+    return ErrorResponse(503, message, headers=(("retry-after", "1"),))

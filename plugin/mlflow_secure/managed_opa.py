@@ -1,0 +1,194 @@
+"""The managed local OPA: one per server, supervised, never orphaned.
+
+Design (uvicorn and gunicorn run our app factory once in *every* worker process):
+
+* All workers of one server share a private directory (mode 0700) named after MLflow's
+  per-boot id, holding ``opa.sock`` (OPA's only listener, a unix socket with mode 0600: no
+  TCP port, so nothing off the machine and no other local user can reach or reprogram it)
+  and ``opa.lock``.
+* Each worker starts a daemon thread that blocks on ``flock(opa.lock)``. The one that gets it
+  becomes the supervisor: it starts ``opa run --server --watch`` and restarts it with backoff
+  whenever it exits. The others keep waiting on the lock; if the supervising worker dies, the
+  kernel releases its lock and another worker takes over. So there is exactly one OPA.
+* OPA runs in its own session (terminal signals do not hit it) with ``PR_SET_PDEATHSIG``: when
+  the supervising thread's process dies for any reason, even SIGKILL, the kernel terminates
+  OPA. A clean shutdown also stops it explicitly (``atexit``). So there is never an orphan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import logging
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+_logger = logging.getLogger(__name__)
+
+SOCKET_NAME = "opa.sock"
+LOCK_NAME = "opa.lock"
+_PR_SET_PDEATHSIG = 1
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (and parents) as 0700 dirs we own; refuse anything another user could touch.
+
+    The runtime root often lives under /tmp, where another local user could pre-create it
+    or plant a symlink to capture our policy socket.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise PermissionError(f"{path} is not a plain directory; refusing to use it")
+    if info.st_uid != os.getuid():
+        raise PermissionError(f"{path} is owned by uid {info.st_uid}, not us; refusing to use it")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def instance_dir(runtime_root: Path) -> Path:
+    """One directory per server instance, shared by its workers and no one else's.
+
+    `mlflow server` gives every worker of one boot the same `_MLFLOW_SERVER_BOOT_ID`; when
+    the factory is run by a bare uvicorn/gunicorn, the process group stands in for it.
+    """
+    boot_id = os.environ.get("_MLFLOW_SERVER_BOOT_ID") or f"pgid-{os.getpgid(0)}"
+    safe = "".join(ch for ch in boot_id if ch.isalnum() or ch in "-_")[:64] or "default"
+    ensure_private_dir(runtime_root)
+    return ensure_private_dir(runtime_root / safe)
+
+
+def _die_with_parent_hook() -> object:
+    """preexec_fn for OPA: ask the kernel to SIGTERM it when its parent thread goes away."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def hook() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return hook
+
+
+def opa_command(opa_binary: Path, policy_dir: Path, socket_path: Path) -> list[str]:
+    return [
+        str(opa_binary),
+        "run",
+        "--server",
+        "--addr",
+        f"unix://{socket_path}",
+        "--unix-socket-perm",
+        "0600",
+        "--watch",
+        "--ignore",
+        "*_test.rego",
+        "--ignore",
+        ".*",
+        "--skip-version-check",
+        "--log-level",
+        "error",
+        "--log-format",
+        "text",
+        "--shutdown-grace-period",
+        "1",
+        str(policy_dir),
+    ]
+
+
+class OpaSupervisor:
+    """Elects one supervising worker per server and keeps its OPA running."""
+
+    def __init__(self, opa_binary: Path, policy_dir: Path, directory: Path) -> None:
+        self.command = opa_command(opa_binary, policy_dir, directory / SOCKET_NAME)
+        self.socket_path = directory / SOCKET_NAME
+        self.lock_path = directory / LOCK_NAME
+        self._stopping = threading.Event()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock_fd: int | None = None
+        self._thread = threading.Thread(target=self._run, name="mlflow-secure-opa", daemon=True)
+
+    @property
+    def is_supervisor(self) -> bool:
+        return self._lock_fd is not None
+
+    @property
+    def opa_pid(self) -> int | None:
+        process = self._process
+        return process.pid if process and process.poll() is None else None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until this worker is the supervisor
+        except OSError:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+        if self._stopping.is_set():
+            return
+        _logger.info("this worker (pid %d) supervises the managed OPA", os.getpid())
+        backoff = 0.2
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            code = self._run_once()
+            if self._stopping.is_set():
+                break
+            if time.monotonic() - started > 30:
+                backoff = 0.2
+            _logger.error(
+                "managed OPA exited with code %s; restarting in %.1fs (requests are refused "
+                "with 503 until it answers)",
+                code,
+                backoff,
+            )
+            if self._stopping.wait(backoff):
+                break
+            backoff = min(backoff * 2, 5.0)
+
+    def _run_once(self) -> int:
+        # The lock holder alone owns the socket path; a socket left by a dead predecessor
+        # would make OPA's listen() fail.
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        try:
+            self._process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent_hook(),
+            )
+        except OSError as exc:
+            _logger.error("cannot start the managed OPA (%s): %s", self.command[0], exc)
+            return -1
+        return self._process.wait()
+
+    def stop(self) -> None:
+        """Stop OPA (if we supervise it) and give up the lock; safe to call twice."""
+        self._stopping.set()
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if self._lock_fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -1,0 +1,167 @@
+"""The managed OPA inside a real multi-worker server: one OPA, fail closed, never orphaned."""
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import servers
+
+pytestmark = pytest.mark.e2e
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def wait_until(predicate, timeout=30.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def health(server) -> int:
+    return server.get("/health").status_code
+
+
+def test_one_opa_for_all_workers_and_none_after_ctrl_c(tmp_path):
+    server = servers.start(tmp_path, workers=2)
+    try:
+        pids = server.opa_pids()
+        assert len(pids) == 1, pids
+        # It listens on a private unix socket only: no TCP port was opened.
+        assert (server.runtime_dir.stat().st_mode & 0o777) == 0o700
+        sockets = list(server.runtime_dir.rglob("opa.sock"))
+        assert len(sockets) == 1
+        assert (sockets[0].stat().st_mode & 0o777) == 0o600
+    finally:
+        exit_code = server.interrupt()
+    assert wait_until(lambda: server.opa_pids() == [], timeout=5), server.opa_pids()
+    assert exit_code == 0, server.log()[-3000:]
+
+
+def test_opa_down_means_503_then_recovery(tmp_path, opa_binary):
+    # A private copy of OPA, so the test can make restarts fail for a while.
+    binary = tmp_path / "bin" / "opa"
+    binary.parent.mkdir()
+    shutil.copy2(opa_binary, binary)
+    server = servers.start(tmp_path, workers=2, env={"MLFLOW_SECURE_OPA_BINARY": str(binary)})
+    try:
+        assert health(server) == 200
+        # 1. OPA dies and cannot come back: every probe is 503, API calls stay refused.
+        hidden = binary.rename(binary.with_name("opa.hidden"))
+        (old_pid,) = server.opa_pids()
+        os.kill(old_pid, signal.SIGKILL)
+        assert wait_until(lambda: health(server) == 503), server.log()[-3000:]
+        response = server.get("/health")
+        assert response.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+        assert response.headers["retry-after"] == "1"
+        assert (
+            server.post("/api/2.0/mlflow/experiments/create", json={"name": "x"}).status_code == 401
+        )
+        time.sleep(1.5)
+        assert health(server) == 503
+        assert "managed OPA exited" in server.log()
+        # 2. OPA can start again: the supervisor brings it back without a server restart.
+        hidden.rename(binary)
+        assert wait_until(lambda: health(server) == 200, timeout=30), server.log()[-3000:]
+        (new_pid,) = server.opa_pids()
+        assert new_pid != old_pid
+        # 3. A plain crash recovers by itself.
+        os.kill(new_pid, signal.SIGKILL)
+        assert wait_until(lambda: server.opa_pids() not in ([], [new_pid]), timeout=15)
+        assert wait_until(lambda: health(server) == 200, timeout=15)
+        assert len(server.opa_pids()) == 1
+    finally:
+        server.interrupt()
+    assert wait_until(lambda: server.opa_pids() == [], timeout=5)
+
+
+def test_crash_of_the_supervising_worker_hands_over(tmp_path):
+    server = servers.start(tmp_path, workers=2)
+    try:
+        (opa_pid,) = server.opa_pids()
+        supervisor = parent_of(opa_pid)
+        os.kill(supervisor, signal.SIGKILL)
+        # The kernel takes OPA down with its worker; another worker takes over.
+        assert wait_until(lambda: server.opa_pids() not in ([], [opa_pid]), timeout=30)
+        assert wait_until(lambda: health(server) == 200, timeout=30)
+        (new_pid,) = server.opa_pids()
+        assert parent_of(new_pid) != supervisor
+    finally:
+        server.interrupt()
+    assert wait_until(lambda: server.opa_pids() == [], timeout=5)
+
+
+def test_sigkill_of_the_whole_server_leaves_no_opa(tmp_path):
+    server = servers.start(tmp_path, workers=2)
+    assert len(server.opa_pids()) == 1
+    # SIGKILL cannot be caught: only the kernel's parent-death signal can clean up.
+    os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait(timeout=10)
+    assert wait_until(lambda: server.opa_pids() == [], timeout=10), server.opa_pids()
+
+
+def test_policy_edits_take_effect_without_restart(tmp_path):
+    policies = tmp_path / "policies"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "rego", policies)
+    authz = policies / "mlflow" / "authz" / "authz.rego"
+    original = authz.read_text()
+    server = servers.start(tmp_path, env={"MLFLOW_SECURE_POLICY_DIR": str(policies)})
+    try:
+        assert health(server) == 200
+        # A broken edit: OPA keeps serving the last policy that compiled.
+        authz.write_text(original + "\nthis is not rego\n")
+        time.sleep(2.5)
+        assert health(server) == 200
+        # A policy that no longer defines the decision: the server refuses (fail closed).
+        authz.write_text(original.replace("decision :=", "decision_disabled :="))
+        assert wait_until(lambda: health(server) == 503, timeout=20), server.log()[-3000:]
+        # The repaired policy is picked up.
+        authz.write_text(original)
+        assert wait_until(lambda: health(server) == 200, timeout=20), server.log()[-3000:]
+    finally:
+        server.interrupt()
+
+
+def test_external_opa(tmp_path, opa_binary):
+    port = servers.free_port()
+    rego = Path(__file__).resolve().parents[2] / "rego"
+
+    def run_opa():
+        return servers.subprocess.Popen(
+            [
+                str(opa_binary),
+                "run",
+                "--server",
+                "--addr",
+                f"127.0.0.1:{port}",
+                "--skip-version-check",
+                "--ignore",
+                "*_test.rego",
+                str(rego),
+            ],
+            stdout=servers.subprocess.DEVNULL,
+            stderr=servers.subprocess.DEVNULL,
+        )
+
+    opa = run_opa()
+    server = servers.start(tmp_path, env={"MLFLOW_SECURE_OPA_URL": f"http://127.0.0.1:{port}"})
+    try:
+        assert health(server) == 200
+        assert server.opa_pids() == []  # nothing managed when an external OPA is configured
+        opa.kill()
+        opa.wait()
+        assert wait_until(lambda: health(server) == 503, timeout=10)
+        assert server.post("/api/2.0/mlflow/experiments/create", json={}).status_code == 401
+        opa = run_opa()
+        assert wait_until(lambda: health(server) == 200, timeout=20)
+    finally:
+        server.interrupt()
+        opa.kill()

@@ -1,0 +1,189 @@
+"""The decision client against a real OPA process, and against servers that misbehave."""
+
+import asyncio
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlflow_secure.config import ConfigError
+from mlflow_secure.decision_client import (
+    DecisionClient,
+    OpaEndpoint,
+    PolicyUnavailable,
+    interpret,
+    parse_opa_url,
+)
+
+
+def run_opa(opa_binary: Path, policy_dir: Path, sock: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            str(opa_binary),
+            "run",
+            "--server",
+            "--addr",
+            f"unix://{sock}",
+            "--skip-version-check",
+            "--log-level",
+            "error",
+            str(policy_dir),
+        ],
+    )
+    client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if client.get("http://opa/health").status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError("OPA did not start")
+
+
+@pytest.fixture
+def policy_dir(tmp_path):
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    return directory
+
+
+def opa_with(opa_binary, policy_dir, tmp_path, rego: str):
+    (policy_dir / "p.rego").write_text(rego)
+    sock = tmp_path / "opa.sock"
+    return run_opa(opa_binary, policy_dir, sock), OpaEndpoint("http://opa", uds=str(sock))
+
+
+def test_allow_and_deny_with_reasons_from_real_opa(opa_binary, policy_dir, tmp_path):
+    rego = """package mlflow.authz
+default allow := false
+allow if input.subject.id == "alice"
+decision := {"allow": allow, "reasons": ["not alice"]} if not allow
+decision := {"allow": true, "reasons": []} if allow
+"""
+    process, endpoint = opa_with(opa_binary, policy_dir, tmp_path, rego)
+    try:
+        client = DecisionClient(endpoint, timeout=2)
+        assert client.decide_sync({"subject": {"id": "alice"}}).allow is True
+        denied = client.decide_sync({"subject": {"id": "bob"}})
+        assert denied.allow is False
+        assert denied.reasons == ("not alice",)
+        assert asyncio.run(client.decide({"subject": {"id": "alice"}})).allow is True
+    finally:
+        process.kill()
+
+
+def test_undefined_decision_is_unavailable_not_allow(opa_binary, policy_dir, tmp_path):
+    rego = 'package mlflow.authz\ndecision := {"allow": true, "reasons": []} if input.x\n'
+    process, endpoint = opa_with(opa_binary, policy_dir, tmp_path, rego)
+    try:
+        client = DecisionClient(endpoint, timeout=2)
+        with pytest.raises(PolicyUnavailable, match="no decision"):
+            client.decide_sync({})
+        with pytest.raises(PolicyUnavailable, match="no decision"):
+            asyncio.run(client.decide({}))
+    finally:
+        process.kill()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"result": True},
+        {"result": {"allow": "true"}},
+        {"result": {"allow": 1}},
+        {"result": {"allow": True, "reasons": "none"}},
+        {"result": {"allow": True, "reasons": [1]}},
+        [],
+    ],
+)
+def test_malformed_results_never_allow(payload):
+    with pytest.raises(PolicyUnavailable):
+        interpret(payload)
+
+
+def test_unreachable_opa_is_unavailable(tmp_path):
+    client = DecisionClient(OpaEndpoint("http://opa", uds=str(tmp_path / "missing.sock")), 1)
+    with pytest.raises(PolicyUnavailable, match="unreachable"):
+        client.decide_sync({})
+    with pytest.raises(PolicyUnavailable, match="unreachable"):
+        asyncio.run(client.decide({}))
+
+
+def test_http_error_from_opa_is_unavailable():
+    def handler(request):
+        return httpx.Response(500, json={"code": "internal_error"})
+
+    client = DecisionClient(OpaEndpoint("http://opa"), 1)
+    client._sync = httpx.Client(base_url="http://opa", transport=httpx.MockTransport(handler))
+    with pytest.raises(PolicyUnavailable, match="HTTP 500"):
+        client.decide_sync({})
+
+
+def test_slow_opa_times_out_within_the_deadline(tmp_path):
+    """A server that accepts and never answers: the client gives up on time."""
+    sock_path = tmp_path / "slow.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(sock_path))
+    listener.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept_forever():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_forever, daemon=True)
+    thread.start()
+    try:
+        client = DecisionClient(OpaEndpoint("http://opa", uds=str(sock_path)), timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(PolicyUnavailable, match="timed out"):
+            asyncio.run(client.decide({}))
+        assert time.monotonic() - started < 1.0
+        with pytest.raises(PolicyUnavailable, match="timed out"):
+            client.decide_sync({})
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:8181", OpaEndpoint("http://127.0.0.1:8181")),
+        ("https://opa.internal:8443/", OpaEndpoint("https://opa.internal:8443")),
+        ("unix:///run/opa.sock", OpaEndpoint("http://opa", uds="/run/opa.sock")),
+    ],
+)
+def test_valid_opa_urls(url, expected):
+    assert parse_opa_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://opa:21",
+        "127.0.0.1:8181",
+        "http://",
+        "unix://relative.sock",
+        "http://user:secret@opa:8181",
+        "http://opa:8181/?x=1",
+        "http://opa:port",
+    ],
+)
+def test_invalid_opa_urls_are_refused_without_echoing_them(url):
+    with pytest.raises(ConfigError, match="MLFLOW_SECURE_OPA_URL") as info:
+        parse_opa_url(url)
+    assert "secret" not in str(info.value)
