@@ -11,7 +11,7 @@ DATA   ?= $(CURDIR)/.data
 
 export PATH := $(CURDIR)/$(TOOLS):$(PATH)
 
-.PHONY: setup serve test lint format clean
+.PHONY: setup serve test lint format bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 	$(TOOLS)/opa fmt --write rego
+
+# Performance goals live here, not in timed tests; each prints ratios against stock MLflow.
+bench: setup
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) .tools .data

@@ -156,5 +156,23 @@ def policy_test(directory: Path | None, threshold: float) -> None:
         raise click.ClickException("lines not covered by tests:\n" + "\n".join(missing))
 
 
+def _register_identity_commands() -> None:
+    from mlflow_secure import cli_identity
+    from mlflow_secure.identity import api_keys
+
+    cli_identity.register(main)
+
+    @main.commands["keys"].command("generate")
+    def keys_generate() -> None:
+        """Print a new random API key without contacting a server.
+
+        For MLFLOW_SECURE_BOOTSTRAP_ADMIN_KEY: generate it into your secret manager, and the
+        server registers it for the first administrator on its first start.
+        """
+        click.echo(api_keys.generate()[0])
+
+
+_register_identity_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -45,6 +45,19 @@ def _parse_optional_str(value: str) -> str | None:
     return value.strip() or None
 
 
+def _parse_str(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _parse_positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("expected a positive whole number")
+    return number
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str  # attribute name; the variable is ENV_PREFIX + name.upper()
@@ -113,6 +126,95 @@ SETTINGS: tuple[Setting, ...] = (
         "Allow listening on a non-loopback address without TLS (for example behind a TLS "
         "proxy on another host). Off: such a bind refuses to start.",
     ),
+    Setting(
+        "database_uri",
+        _parse_optional_str,
+        None,
+        "SQLAlchemy URI of the identity store (principals, teams, projects, API keys). Unset: "
+        "`<tracking db>-secure.db` beside an SQLite tracking database, else the tracking "
+        "database itself (tables prefixed `mls_`).",
+    ),
+    Setting(
+        "bootstrap_admin",
+        _parse_str,
+        "admin",
+        "Name of the administrator created on first start when the store has none.",
+    ),
+    Setting(
+        "bootstrap_admin_key",
+        _parse_optional_str,
+        None,
+        "An API key (from `mlflow-secure keys generate`) to give that first administrator. "
+        "Unset: a random key is written to the bootstrap key file. A secret: set it from your "
+        "secret manager, never in a file under version control.",
+    ),
+    Setting(
+        "bootstrap_key_file",
+        _parse_optional_str,
+        None,
+        "Where the first administrator's random API key is written (mode 0600). Unset: "
+        "`mlflow-secure-admin.key` beside an SQLite identity store, else "
+        "`~/.config/mlflow-secure/admin.key`.",
+    ),
+    Setting(
+        "oidc_issuer",
+        _parse_optional_str,
+        None,
+        "Issuer (`iss`) of OIDC tokens accepted as `Authorization: Bearer <JWT>`. Unset: OIDC off.",
+    ),
+    Setting(
+        "oidc_audience",
+        _parse_optional_str,
+        None,
+        "Audience (`aud`) OIDC tokens must carry; required when `MLFLOW_SECURE_OIDC_ISSUER` "
+        "is set.",
+    ),
+    Setting(
+        "oidc_jwks_url",
+        _parse_optional_str,
+        None,
+        "JWKS URL of the issuer. Unset: discovered from "
+        "`<issuer>/.well-known/openid-configuration`.",
+    ),
+    Setting(
+        "oidc_username_claim",
+        _parse_str,
+        "preferred_username",
+        "Claim naming the principal (falls back to `sub`). It must match a user or service "
+        "account name in the identity store.",
+    ),
+    Setting(
+        "oidc_groups_claim",
+        _parse_str,
+        "groups",
+        "Claim listing the caller's groups; groups named like a team count as membership of it.",
+    ),
+    Setting(
+        "oidc_auto_provision",
+        _parse_bool,
+        False,
+        "Create a user (no roles, default clearance) on the first valid token of an unknown "
+        "name. Off: unknown names are refused.",
+    ),
+    Setting(
+        "auth_max_failures",
+        _parse_positive_int,
+        10,
+        "Failed authentications from one client address, or for one account's password, "
+        "within the failure window before further attempts are refused with 429.",
+    ),
+    Setting(
+        "auth_failure_window",
+        _parse_positive_float,
+        300.0,
+        "Seconds over which failed authentications are counted.",
+    ),
+    Setting(
+        "auth_block_seconds",
+        _parse_positive_float,
+        300.0,
+        "Seconds a throttled client or account must wait (`Retry-After`).",
+    ),
 )
 
 
@@ -126,6 +228,19 @@ class Settings:
     runtime_dir: str | None = None
     tools_dir: str | None = None
     allow_insecure_bind: bool = False
+    database_uri: str | None = None
+    bootstrap_admin: str = "admin"
+    bootstrap_admin_key: str | None = None
+    bootstrap_key_file: str | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_username_claim: str = "preferred_username"
+    oidc_groups_claim: str = "groups"
+    oidc_auto_provision: bool = False
+    auth_max_failures: int = 10
+    auth_failure_window: float = 300.0
+    auth_block_seconds: float = 300.0
 
 
 def _read_config_file(path: str) -> dict[str, Any]:

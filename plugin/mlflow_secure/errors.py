@@ -21,7 +21,11 @@ ERROR_CODES = {
     503: "TEMPORARILY_UNAVAILABLE",
 }
 
-WWW_AUTHENTICATE = 'Bearer realm="mlflow-secure"'
+# Two challenges: API clients use Bearer; a browser shows its login prompt for Basic.
+WWW_AUTHENTICATE = (
+    ("www-authenticate", 'Bearer realm="mlflow-secure"'),
+    ("www-authenticate", 'Basic realm="mlflow-secure", charset="UTF-8"'),
+)
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,13 @@ class ErrorResponse:
             ("content-type", "application/json"),
             ("content-length", body_length),
             ("cache-control", "no-store"),
+            ("x-content-type-options", "nosniff"),
             *self.headers,
         ]
 
 
 def unauthenticated(message: str = "Authentication required.") -> ErrorResponse:
-    return ErrorResponse(401, message, headers=(("www-authenticate", WWW_AUTHENTICATE),))
+    return ErrorResponse(401, message, headers=WWW_AUTHENTICATE)
 
 
 def unavailable(message: str) -> ErrorResponse:

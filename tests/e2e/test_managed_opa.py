@@ -73,6 +73,10 @@ def test_opa_down_means_503_then_recovery(tmp_path, opa_binary):
         assert wait_until(lambda: health(server) == 200, timeout=30), server.log()[-3000:]
         (new_pid,) = server.opa_pids()
         assert new_pid != old_pid
+        assert (
+            server.api("GET", "/api/2.0/mlflow-secure/whoami", server.admin_key()).status_code
+            == 200
+        )
         # 3. A plain crash recovers by itself.
         os.kill(new_pid, signal.SIGKILL)
         assert wait_until(lambda: server.opa_pids() not in ([], [new_pid]), timeout=15)

@@ -69,6 +69,16 @@ class Server:
     def opa_pids(self) -> list[int]:
         return opa_pids(self.runtime_dir)
 
+    def admin_key(self) -> str:
+        """The bootstrap administrator's key, as an operator would read it from the file."""
+        return Path(self.env["MLFLOW_SECURE_BOOTSTRAP_KEY_FILE"]).read_text().strip()
+
+    def api(self, method: str, path: str, key: str | None = None, **kwargs) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+
     def wait_for(self, predicate, timeout: float = 30.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -103,6 +113,7 @@ def server_env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str,
     return {
         **os.environ,
         "MLFLOW_SECURE_RUNTIME_DIR": str(tmp_path / "run"),
+        "MLFLOW_SECURE_BOOTSTRAP_KEY_FILE": str(tmp_path / "admin.key"),
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "PYTHONUNBUFFERED": "1",
         **(extra or {}),

@@ -12,6 +12,7 @@ import pytest
 
 from mlflow_secure.config import ConfigError
 from mlflow_secure.decision_client import (
+    Decision,
     DecisionClient,
     OpaEndpoint,
     PolicyUnavailable,
@@ -187,3 +188,24 @@ def test_invalid_opa_urls_are_refused_without_echoing_them(url):
     with pytest.raises(ConfigError, match="MLFLOW_SECURE_OPA_URL") as info:
         parse_opa_url(url)
     assert "secret" not in str(info.value)
+
+
+def test_async_pool_replaces_a_connection_gone_stale_after_an_opa_restart(
+    opa_binary, policy_dir, tmp_path
+):
+    rego = 'package mlflow.authz\ndecision := {"allow": false, "reasons": ["r"]}\n'
+    process, endpoint = opa_with(opa_binary, policy_dir, tmp_path, rego)
+    client = DecisionClient(endpoint, timeout=2)
+
+    async def scenario():
+        first = await client.decide({})
+        process.kill()
+        process.wait()
+        restarted = await asyncio.to_thread(run_opa, opa_binary, policy_dir, Path(endpoint.uds))
+        try:
+            return first, await client.decide({})  # the pooled connection is dead by now
+        finally:
+            restarted.kill()
+
+    first, second = asyncio.run(scenario())
+    assert first == second == Decision(allow=False, reasons=("r",))

@@ -1,18 +1,51 @@
-"""The middleware alone, with a stand-in policy engine (the e2e tests use a real one)."""
+"""The middleware alone: real identity store, stand-in policy engine (e2e uses a real one)."""
 
 import asyncio
+import base64
 import json
+import logging
 
 import pytest
 
-from mlflow_secure.front_door import SecureASGIMiddleware, SecureWSGIMiddleware
+from mlflow_secure.decision_client import Decision, PolicyUnavailable
+from mlflow_secure.front_door import FrontDoorConfig, SecureASGIMiddleware, SecureWSGIMiddleware
+from mlflow_secure.identity import store
+from mlflow_secure.identity.authenticator import Authenticator
+from mlflow_secure.identity.subject import current_subject
+from mlflow_secure.identity.throttle import Throttle
+from mlflow_secure.log_redaction import QueryStringRedactor
 
 HEALTH = frozenset({"/health"})
 
 
+def subject_name():
+    try:
+        return current_subject().name
+    except RuntimeError:
+        return None  # public route: no subject
+
+
+class FakeClient:
+    def __init__(self, allow=True, down=False):
+        self.allow, self.down, self.inputs = allow, down, []
+
+    def _decide(self, policy_input):
+        self.inputs.append(policy_input)
+        if self.down:
+            raise PolicyUnavailable("down")
+        return Decision(self.allow, () if self.allow else ("nope",))
+
+    async def decide(self, policy_input):
+        return self._decide(policy_input)
+
+    def decide_sync(self, policy_input):
+        return self._decide(policy_input)
+
+
 class FakeEngine:
-    def __init__(self, problem=None):
+    def __init__(self, problem=None, **client):
         self._problem = problem
+        self.client = FakeClient(**client)
 
     async def problem(self):
         return self._problem
@@ -21,19 +54,41 @@ class FakeEngine:
         return self._problem
 
 
-def call_asgi(middleware, scope):
-    sent = []
-    reached = []
+@pytest.fixture
+def identity(tmp_path):
+    engine = store.open_engine(f"sqlite:///{tmp_path / 'id.db'}")
+    store.migrate(engine)
+    sessions = store.session_factory(engine)
+    with sessions.begin() as session:
+        store.create_principal(session, "alice", "user", roles=["admin"])
+        key, _ = store.create_key(session, "alice", ["read", "write", "admin"])
+    yield sessions, key
+    engine.dispose()
+
+
+def config(identity, engine):
+    sessions, _ = identity
+    return FrontDoorConfig(
+        engine=engine,
+        authenticator=Authenticator(sessions, Throttle(sessions)),
+        sessions=sessions,
+        health_paths=HEALTH,
+    )
+
+
+def call_asgi(middleware, scope, body=b""):
+    sent, reached = [], []
 
     async def app(scope, receive, send):
-        reached.append(scope)
+        message = await receive()
+        reached.append((scope, message.get("body", b""), subject_name()))
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"OK"})
 
     middleware.app = app
 
     async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message):
         sent.append(message)
@@ -42,102 +97,143 @@ def call_asgi(middleware, scope):
     return reached, sent
 
 
-def http_scope(method, path):
-    return {"type": "http", "method": method, "path": path, "headers": []}
+def http_scope(method, path, headers=(), query=b""):
+    return {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": list(headers),
+        "query_string": query,
+        "client": ("127.0.0.1", 5000),
+        "scheme": "http",
+    }
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/health"), ("HEAD", "/health")])
-def test_health_passes_when_policy_engine_answers(method, path):
-    reached, sent = call_asgi(
-        SecureASGIMiddleware(None, FakeEngine(), HEALTH), http_scope(method, path)
+def bearer(key):
+    return [(b"authorization", f"Bearer {key}".encode())]
+
+
+def test_health_passes_when_policy_engine_answers(identity):
+    _reached, sent = call_asgi(
+        SecureASGIMiddleware(None, config(identity, FakeEngine())), http_scope("GET", "/health")
     )
-    assert reached
     assert sent[0]["status"] == 200
 
 
-def test_health_is_503_while_policy_engine_is_down():
-    middleware = SecureASGIMiddleware(None, FakeEngine("unreachable /secret/path"), HEALTH)
+def test_health_is_503_while_policy_engine_is_down(identity):
+    middleware = SecureASGIMiddleware(None, config(identity, FakeEngine("unreachable /secret")))
     reached, sent = call_asgi(middleware, http_scope("GET", "/health"))
     assert not reached
     assert sent[0]["status"] == 503
     body = json.loads(sent[1]["body"])
     assert body["error_code"] == "TEMPORARILY_UNAVAILABLE"
-    assert "/secret/path" not in body["message"]  # internals stay in the server log
+    assert "/secret" not in body["message"]
 
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [
-        ("POST", "/health"),
-        ("GET", "/health/"),
-        ("GET", "//health"),
-        ("GET", "/healthz"),
-        ("GET", "/api/2.0/mlflow/experiments/search"),
-        ("POST", "/ajax-api/2.0/mlflow/runs/create"),
-        ("GET", "/"),
-        ("GET", "/version"),
-    ],
+    [("POST", "/health"), ("GET", "/health/"), ("GET", "//health"), ("GET", "/api/2.0/mlflow/x")],
 )
-def test_everything_else_is_401_with_mlflow_error_shape(method, path):
+def test_no_credentials_is_401_with_both_challenges(identity, method, path):
+    engine = FakeEngine()
     reached, sent = call_asgi(
-        SecureASGIMiddleware(None, FakeEngine(), HEALTH), http_scope(method, path)
+        SecureASGIMiddleware(None, config(identity, engine)), http_scope(method, path)
     )
     assert not reached
+    assert engine.client.inputs == []  # anonymous requests never reach the policy
     start, body = sent
     assert start["status"] == 401
-    headers = dict(start["headers"])
-    assert headers[b"www-authenticate"].startswith(b"Bearer")
-    assert headers[b"content-type"] == b"application/json"
+    challenges = [v for k, v in start["headers"] if k == b"www-authenticate"]
+    assert [c.split(b" ")[0] for c in challenges] == [b"Bearer", b"Basic"]
     assert json.loads(body["body"])["error_code"] == "UNAUTHENTICATED"
 
 
-def test_websocket_is_closed_without_reaching_the_app():
+def test_allowed_request_reaches_the_app_with_the_subject_bound(identity):
+    engine = FakeEngine()
+    _, key = identity
     reached, sent = call_asgi(
-        SecureASGIMiddleware(None, FakeEngine(), HEALTH), {"type": "websocket", "path": "/ws"}
+        SecureASGIMiddleware(None, config(identity, engine)),
+        http_scope("GET", "/api/2.0/mlflow/experiments/search", bearer(key)),
+    )
+    assert sent[0]["status"] == 200
+    assert reached[0][2] == "alice"
+    policy_input = engine.client.inputs[0]
+    assert policy_input["subject"]["id"] == "alice"
+    assert policy_input["action"] == {
+        "endpoint": "mlflow.unmapped",
+        "access": "read",
+        "method": "GET",
+    }
+    assert policy_input["request"]["client_ip"] == "127.0.0.1"
+
+
+def test_denied_request_is_403_with_reasons(identity):
+    _, key = identity
+    reached, sent = call_asgi(
+        SecureASGIMiddleware(None, config(identity, FakeEngine(allow=False))),
+        http_scope("POST", "/api/2.0/mlflow/runs/create", bearer(key)),
     )
     assert not reached
+    body = json.loads(sent[1]["body"])
+    assert sent[0]["status"] == 403
+    assert body["reasons"] == ["nope"]
+    assert len(body["decision_id"]) == 32
+
+
+def test_policy_engine_down_is_503_never_allow(identity):
+    _, key = identity
+    reached, sent = call_asgi(
+        SecureASGIMiddleware(None, config(identity, FakeEngine(down=True))),
+        http_scope("GET", "/api/2.0/mlflow/experiments/search", bearer(key)),
+    )
+    assert not reached
+    assert sent[0]["status"] == 503
+
+
+def test_websocket_is_closed_and_lifespan_passes(identity):
+    middleware = SecureASGIMiddleware(None, config(identity, FakeEngine()))
+    _reached, sent = call_asgi(middleware, {"type": "websocket", "path": "/ws"})
     assert sent == [{"type": "websocket.close", "code": 1008}]
 
 
-def test_lifespan_reaches_the_app():
-    reached, _ = call_asgi(SecureASGIMiddleware(None, FakeEngine(), HEALTH), {"type": "lifespan"})
-    assert reached
-
-
-def call_wsgi(engine, method, path):
+def call_wsgi(middleware, method, path, headers=None):
     reached = []
 
     def app(environ, start_response):
-        reached.append(environ)
+        reached.append(subject_name())
         start_response("200 OK", [])
         return [b"OK"]
 
+    middleware.app = app
     statuses = []
-    body = SecureWSGIMiddleware(app, engine, HEALTH)(
-        {"REQUEST_METHOD": method, "PATH_INFO": path},
-        lambda status, headers: statuses.append((status, headers)),
-    )
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "REMOTE_ADDR": "127.0.0.1"}
+    environ.update(headers or {})
+    body = middleware(environ, lambda status, h: statuses.append(status))
     return reached, statuses[0], b"".join(body)
 
 
-def test_wsgi_front_door_behaves_the_same():
-    reached, status, _ = call_wsgi(FakeEngine(), "GET", "/health")
-    assert reached
-    assert status[0] == "200 OK"
-    reached, status, body = call_wsgi(FakeEngine(), "GET", "/api/2.0/mlflow/experiments/search")
-    assert not reached
-    assert status[0] == "401 Unauthorized"
-    assert json.loads(body)["error_code"] == "UNAUTHENTICATED"
-    reached, status, _ = call_wsgi(FakeEngine("down"), "GET", "/health")
-    assert not reached
-    assert status[0] == "503 Service Unavailable"
+def test_wsgi_front_door_behaves_the_same(identity):
+    _, key = identity
+    middleware = SecureWSGIMiddleware(None, config(identity, FakeEngine()))
+    assert call_wsgi(middleware, "GET", "/health")[1] == "200 OK"
+    reached, status, _body = call_wsgi(middleware, "GET", "/api/2.0/mlflow/x")
+    assert status == "401 Unauthorized"
+    reached, status, _ = call_wsgi(
+        middleware, "GET", "/api/2.0/mlflow/x", {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+    )
+    assert (reached, status) == (["alice"], "200 OK")
+    basic = base64.b64encode(f"alice:{key}".encode()).decode()
+    _, status, _ = call_wsgi(
+        middleware, "GET", "/x", {"HTTP_AUTHORIZATION": f"Bearer {key}, Basic {basic}"}
+    )
+    assert status == "400 Bad Request"  # two credentials folded into one header
+    down = SecureWSGIMiddleware(None, config(identity, FakeEngine(down=True)))
+    assert call_wsgi(down, "GET", "/x", {"HTTP_AUTHORIZATION": f"Bearer {key}"})[1].startswith(
+        "503"
+    )
 
 
 def test_access_log_query_strings_are_redacted():
-    import logging
-
-    from mlflow_secure.log_redaction import QueryStringRedactor
-
     record = logging.LogRecord(
         "uvicorn.access",
         logging.INFO,

@@ -4,8 +4,30 @@ import rego.v1
 
 import data.mlflow.authz
 
+admin := {"id": "root", "kind": "user", "roles": ["admin"], "scopes": ["admin", "read", "write"]}
+
+alice := {"id": "alice", "kind": "user", "roles": [], "scopes": ["admin", "read", "write"]}
+
+auditor := {"id": "audrey", "kind": "user", "roles": ["auditor"], "scopes": ["read"]}
+
+request(subject, endpoint, access) := {
+	"subject": subject,
+	"action": {"endpoint": endpoint, "access": access, "method": "GET"},
+	"resource": {"type": "unmapped"},
+}
+
+key_request(subject, endpoint, resource) := {
+	"subject": subject,
+	"action": {"endpoint": endpoint, "access": "manage", "method": "POST"},
+	"resource": object.union({"type": "api_key"}, resource),
+}
+
+with_scopes(subject, scopes) := object.union(subject, {"scopes": scopes})
+
+# ---------------------------------------------------------------- anonymous and defaults
+
 test_anonymous_request_is_denied_with_a_reason if {
-	result := authz.decision with input as {"action": {"endpoint": "mlflow.runs.get"}}
+	result := authz.decision with input as {"action": {"endpoint": "mlflow.unmapped"}}
 	result.allow == false
 	result.reasons == {"the request has no authenticated subject"}
 }
@@ -16,13 +38,139 @@ test_null_subject_is_anonymous if {
 	"the request has no authenticated subject" in result.reasons
 }
 
-test_authenticated_subject_is_denied_by_default if {
-	result := authz.decision with input as {"subject": {"id": "alice", "kind": "user"}}
-	result.allow == false
-	result.reasons == {"no policy rule allows this request"}
-}
-
 test_decision_is_defined_for_an_empty_input if {
 	result := authz.decision with input as {}
-	is_boolean(result.allow)
+	result.allow == false
+}
+
+test_allowed_decision_has_no_reasons if {
+	result := authz.decision with input as request(admin, "mlflow.unmapped", "write")
+	result == {"allow": true, "reasons": set()}
+}
+
+# ---------------------------------------------------------------- administrators and scopes
+
+test_admin_may_use_mlflow if {
+	authz.allow with input as request(admin, "mlflow.unmapped", "delete")
+}
+
+test_admin_with_read_key_cannot_write if {
+	result := authz.decision with input as request(with_scopes(admin, ["read"]), "mlflow.unmapped", "write")
+	result.allow == false
+	result.reasons == {"the credential's scopes (read) do not permit write access"}
+}
+
+test_write_scope_permits_read_and_delete_but_not_manage if {
+	writer := with_scopes(admin, ["write"])
+	authz.allow with input as request(writer, "mlflow.unmapped", "read")
+	authz.allow with input as request(writer, "mlflow.unmapped", "delete")
+	not authz.allow with input as request(writer, "mlflow-secure.users.create", "admin")
+}
+
+test_unknown_scope_permits_nothing if {
+	not authz.allow with input as request(with_scopes(admin, ["superuser"]), "mlflow.unmapped", "read")
+}
+
+test_others_are_kept_out_of_mlflow_with_a_reason if {
+	result := authz.decision with input as request(alice, "mlflow.unmapped", "read")
+	result.allow == false
+	"MLflow is open to administrators only until project permissions are configured" in result.reasons
+}
+
+# ---------------------------------------------------------------- identities
+
+test_everyone_may_ask_who_they_are if {
+	authz.allow with input as request(with_scopes(alice, ["read"]), "mlflow-secure.whoami", "read")
+}
+
+test_only_admins_manage_identities if {
+	result := authz.decision with input as request(alice, "mlflow-secure.users.create", "admin")
+	result.allow == false
+	result.reasons == {"only administrators may manage identities"}
+	authz.allow with input as request(admin, "mlflow-secure.users.create", "admin")
+}
+
+test_listing_users_is_for_admins_and_auditors_only if {
+	authz.allow with input as request(auditor, "mlflow-secure.users.list", "read")
+	authz.allow with input as request(admin, "mlflow-secure.users.list", "read")
+	result := authz.decision with input as request(alice, "mlflow-secure.users.list", "read")
+	result.allow == false
+	result.reasons == {"only administrators and auditors may list identities"}
+}
+
+test_auditor_cannot_change_identities if {
+	result := authz.decision with input as request(auditor, "mlflow-secure.teams.create", "admin")
+	result.allow == false
+	"only administrators may manage identities" in result.reasons
+}
+
+# ---------------------------------------------------------------- API keys
+
+test_user_lists_and_revokes_own_keys_with_any_scope if {
+	reader := with_scopes(alice, ["read"])
+	authz.allow with input as key_request(reader, "mlflow-secure.keys.list", {"owner": "alice"})
+	authz.allow with input as key_request(reader, "mlflow-secure.keys.revoke", {"owner": "alice"})
+}
+
+test_user_cannot_touch_someone_elses_keys if {
+	result := authz.decision with input as key_request(alice, "mlflow-secure.keys.revoke", {"owner": "bob"})
+	result.allow == false
+	result.reasons == {"only administrators may manage other principals' API keys"}
+}
+
+test_owner_manages_keys_of_own_service_account if {
+	resource := {"owner": "ci-bot", "owner_kind": "service", "owner_owner": "alice", "scopes": ["write"]}
+	authz.allow with input as key_request(alice, "mlflow-secure.keys.create", resource)
+}
+
+test_owner_of_a_user_is_not_a_key_manager if {
+	resource := {"owner": "bob", "owner_kind": "user", "owner_owner": "alice"}
+	not authz.allow with input as key_request(alice, "mlflow-secure.keys.list", resource)
+}
+
+test_narrow_key_cannot_mint_keys if {
+	result := authz.decision with input as key_request(
+		with_scopes(alice, ["write"]),
+		"mlflow-secure.keys.create",
+		{"owner": "alice", "scopes": ["read"]},
+	)
+	result.allow == false
+	result.reasons == {"minting API keys needs a password or OIDC login, or a key with the admin scope"}
+}
+
+test_new_key_never_exceeds_the_creating_credential if {
+	result := authz.decision with input as key_request(
+		with_scopes(alice, ["admin"]),
+		"mlflow-secure.keys.create",
+		{"owner": "alice", "scopes": ["write", "bogus"]},
+	)
+	result.allow == false
+	result.reasons == {"a key cannot be given scopes that the credential creating it lacks"}
+}
+
+test_admin_manages_anyones_keys if {
+	authz.allow with input as key_request(admin, "mlflow-secure.keys.rotate", {"owner": "bob", "scopes": ["read"]})
+}
+
+test_fallback_reason_names_endpoint_and_subject if {
+	result := authz.decision with input as request(alice, "other.thing", "read")
+	result.reasons == {"no policy rule allows other.thing for alice"}
+}
+
+test_project_limited_key_mints_only_within_its_projects if {
+	limited := object.union(alice, {"key_projects": ["fraud"]})
+	within := {"owner": "alice", "scopes": ["read"], "projects": ["fraud"]}
+	authz.allow with input as key_request(limited, "mlflow-secure.keys.create", within)
+	beyond := {"owner": "alice", "scopes": ["read"], "projects": ["fraud", "churn"]}
+	result := authz.decision with input as key_request(limited, "mlflow-secure.keys.create", beyond)
+	result.allow == false
+	result.reasons == {"a key cannot reach projects beyond those of the key creating it"}
+	unlimited := {"owner": "alice", "scopes": ["read"], "projects": null}
+	not authz.allow with input as key_request(limited, "mlflow-secure.keys.create", unlimited)
+}
+
+test_unlimited_credential_mints_limited_or_unlimited_keys if {
+	unlimited := object.union(alice, {"key_projects": null})
+	authz.allow with input as key_request(unlimited, "mlflow-secure.keys.create", {"owner": "alice", "projects": null})
+	authz.allow with input as key_request(unlimited, "mlflow-secure.keys.create", {"owner": "alice", "projects": ["x"]})
 }

@@ -1,0 +1,1 @@
+"""People, service accounts, teams, projects and their credentials."""

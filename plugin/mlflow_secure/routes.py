@@ -1,0 +1,156 @@
+"""Which logical endpoint a request is, and what it touches (for the policy input).
+
+The plugin's own API is mapped exactly here. MLflow's routes are all `mlflow.unmapped` with
+an access level from the method until the route census (authorisation capability) maps each
+one; the policy shipped meanwhile allows them to administrators only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from mlflow_secure.identity import store
+from mlflow_secure.identity.subject import Subject
+
+PLUGIN_API = "/api/2.0/mlflow-secure/"
+_METHOD_ACCESS = {"GET": "read", "HEAD": "read", "OPTIONS": "read", "DELETE": "delete"}
+
+
+@dataclass(frozen=True)
+class Action:
+    endpoint: str
+    access: str
+    plugin_path: str | None = None  # e.g. "keys/create" for the plugin's own API
+
+    @property
+    def needs_body(self) -> bool:
+        return self.plugin_path in _KEY_ROUTES
+
+
+_PLUGIN_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
+    ("GET", "whoami"): ("whoami", "read"),
+    ("POST", "users/create"): ("users.create", "admin"),
+    ("GET", "users/get"): ("users.get", "read"),
+    ("GET", "users/list"): ("users.list", "read"),
+    ("PATCH", "users/update"): ("users.update", "admin"),
+    ("DELETE", "users/delete"): ("users.delete", "admin"),
+    ("POST", "service-accounts/create"): ("service_accounts.create", "admin"),
+    ("GET", "service-accounts/list"): ("service_accounts.list", "read"),
+    ("DELETE", "service-accounts/delete"): ("service_accounts.delete", "admin"),
+    ("POST", "roles/grant"): ("roles.grant", "admin"),
+    ("POST", "roles/revoke"): ("roles.revoke", "admin"),
+    ("POST", "teams/create"): ("teams.create", "admin"),
+    ("GET", "teams/list"): ("teams.list", "read"),
+    ("DELETE", "teams/delete"): ("teams.delete", "admin"),
+    ("POST", "teams/add-member"): ("teams.add_member", "admin"),
+    ("POST", "teams/remove-member"): ("teams.remove_member", "admin"),
+    ("POST", "projects/create"): ("projects.create", "admin"),
+    ("GET", "projects/list"): ("projects.list", "read"),
+    ("DELETE", "projects/delete"): ("projects.delete", "admin"),
+    ("POST", "projects/set-member"): ("projects.set_member", "admin"),
+    ("POST", "projects/remove-member"): ("projects.remove_member", "admin"),
+    ("POST", "keys/create"): ("keys.create", "manage"),
+    ("GET", "keys/list"): ("keys.list", "read"),
+    ("POST", "keys/revoke"): ("keys.revoke", "manage"),
+    ("POST", "keys/rotate"): ("keys.rotate", "manage"),
+}
+_KEY_ROUTES = {"keys/create", "keys/list", "keys/revoke", "keys/rotate"}
+
+
+def logical_path(path: str, static_prefix: str = "") -> str:
+    """The path as the route tables know it: no static prefix, `/ajax-api` folded to `/api`."""
+    if static_prefix and path.startswith(static_prefix + "/"):
+        path = path[len(static_prefix) :]
+    if path.startswith("/ajax-api/"):
+        path = "/api/" + path[len("/ajax-api/") :]
+    return path
+
+
+def classify(method: str, path: str, static_prefix: str = "") -> Action:
+    path = logical_path(path, static_prefix)
+    if path.startswith(PLUGIN_API):
+        sub = path[len(PLUGIN_API) :]
+        mapped = _PLUGIN_ROUTES.get((method, sub))
+        if mapped is None:
+            return Action("mlflow-secure.unknown", "admin", sub)
+        name, access = mapped
+        return Action(f"mlflow-secure.{name}", access, sub)
+    return Action("mlflow.unmapped", _METHOD_ACCESS.get(method, "write"))
+
+
+def _field(source: dict[str, Any], name: str) -> str | None:
+    value = source.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def _strings(value: Any) -> list[str] | None:
+    """A requested list as the policy sees it; None means "not limited"."""
+    if not isinstance(value, list):
+        return None
+    return [item for item in value if isinstance(item, str)]
+
+
+def _owner_resource(session: Session, owner: str, **extra: Any) -> dict[str, Any]:
+    try:
+        principal = store.get_principal(session, owner)
+    except store.NotFound:
+        return {"type": "api_key", "owner": owner, "owner_kind": None, "owner_owner": None, **extra}
+    owner_owner = None
+    if principal.owner_id is not None:
+        owner_owner = session.get(type(principal), principal.owner_id).name
+    return {
+        "type": "api_key",
+        "owner": principal.name,
+        "owner_kind": principal.kind,
+        "owner_owner": owner_owner,
+        **extra,
+    }
+
+
+def resolve_resource(
+    action: Action,
+    subject: Subject,
+    query: bytes,
+    body: bytes,
+    sessions: sessionmaker[Session],
+) -> dict[str, Any]:
+    """The resource of a plugin request, read from the store (never trusted from the client)."""
+    if action.plugin_path not in _KEY_ROUTES:
+        return {"type": "identity_store"} if action.plugin_path else {"type": "unmapped"}
+    params = {k: v[-1] for k, v in parse_qs(query.decode("latin-1")).items()}
+    try:
+        payload = json.loads(body) if body else {}
+    except ValueError:
+        payload = {}
+    if not isinstance(payload, dict):
+        payload = {}
+    with sessions() as session:
+        if action.plugin_path == "keys/list":
+            if params.get("all", "").lower() == "true":
+                return {"type": "api_key", "owner": "*", "owner_kind": None, "owner_owner": None}
+            return _owner_resource(session, params.get("principal") or subject.name)
+        if action.plugin_path == "keys/create":
+            return _owner_resource(
+                session,
+                _field(payload, "principal") or subject.name,
+                scopes=_strings(payload.get("scopes")) or [],
+                projects=_strings(payload.get("projects")),
+            )
+        key_id = _field(payload, "key_id")
+        if key_id is None:
+            return {"type": "api_key", "owner": None, "owner_kind": None, "owner_owner": None}
+        try:
+            record = store.get_key(session, key_id)
+        except store.NotFound:
+            return {"type": "api_key", "id": key_id, "owner": None}
+        owner = store.key_owner(session, key_id).name
+        extra: dict[str, Any] = {"id": key_id}
+        if action.plugin_path == "keys/rotate":
+            extra["scopes"] = list(record.scopes)
+            extra["projects"] = list(record.projects) if record.projects is not None else None
+        return _owner_resource(session, owner, **extra)
