@@ -426,6 +426,9 @@ _V2_TRACE_END = (
     AuthorEntries("tags", "list", "stamp"),
 )
 _STAMP_TAGS = AuthorEntries("tags", "list", "stamp")
+# Experiments and registered models get their creator recorded: the policy's notion of the
+# owner of an experiment outside any project (MLflow itself records no author for them).
+_OWNER_TAGS = AuthorEntries("tags", "list", "stamp", insert=True)
 _CHECK_TAGS = AuthorEntries("tags", "list", "check")
 _CREATED_BY = AuthorField("created_by")
 _UPDATED_BY = AuthorField("updated_by")
@@ -444,7 +447,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "/api/2.0/mlflow/runs/delete-tag"): Endpoint((NoAuthorKey(),), service_pb2.DeleteTag),
     # Experiments: MLflow records no author; a forged mlflow.user tag is still refused.
     ("POST", "/api/2.0/mlflow/experiments/create"): Endpoint(
-        (_STAMP_TAGS,), service_pb2.CreateExperiment
+        (_OWNER_TAGS,), service_pb2.CreateExperiment
     ),
     ("POST", "/api/2.0/mlflow/experiments/set-experiment-tag"): Endpoint(
         (AuthorTagPair(),), service_pb2.SetExperimentTag
@@ -454,7 +457,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ),
     # Registered models, model versions, and prompts (stored as both).
     ("POST", "/api/2.0/mlflow/registered-models/create"): Endpoint(
-        (_STAMP_TAGS,), model_registry_pb2.CreateRegisteredModel
+        (_OWNER_TAGS,), model_registry_pb2.CreateRegisteredModel
     ),
     ("POST", "/api/2.0/mlflow/registered-models/set-tag"): Endpoint(
         (AuthorTagPair(),), model_registry_pb2.SetRegisteredModelTag

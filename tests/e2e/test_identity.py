@@ -352,6 +352,59 @@ def test_oidc_bearer_tokens(tmp_path):
             server.interrupt()
 
 
+def test_service_account_with_oidc_client_credentials(tmp_path, monkeypatch):
+    """CI's path: the `secure` auth provider fetches and refreshes tokens itself."""
+    with LocalOidcProvider() as provider:
+        provider.register_client("ci-runner", "runner-secret-value")
+        provider.token_lifetime = 60
+        server = servers.start(
+            tmp_path,
+            env={"MLFLOW_SECURE_OIDC_ISSUER": provider.issuer, "MLFLOW_SECURE_OIDC_AUDIENCE": "mlflow"},
+        )
+        try:
+            admin = server.admin_key()
+            created = server.api(
+                "POST", "/api/2.0/mlflow-secure/service-accounts/create", admin,
+                json={"name": "ci-runner", "roles": ["admin"]},
+            )
+            assert created.status_code == 200, created.text
+            for name in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_SECURE_API_KEY"):
+                monkeypatch.delenv(name, raising=False)
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+            monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "secure")
+            monkeypatch.setenv("MLFLOW_SECURE_OIDC_TOKEN_URL", provider.token_url)
+            monkeypatch.setenv("MLFLOW_SECURE_OIDC_CLIENT_ID", "ci-runner")
+            monkeypatch.setenv("MLFLOW_SECURE_OIDC_CLIENT_SECRET", "runner-secret-value")
+            client = MlflowClient()
+            experiment_id = client.create_experiment("ci-experiment")
+            run = client.create_run(experiment_id)
+            assert client.get_run(run.info.run_id).info.user_id == "ci-runner"
+            assert provider.token_requests == 1  # cached across calls
+            assert "runner-secret-value" not in server.log()
+        finally:
+            server.interrupt()
+
+
+def test_gunicorn_workers_authenticate_and_authorise(tmp_path):
+    server = servers.start(tmp_path, extra_args=("--gunicorn-opts", "--timeout 60"))
+    try:
+        admin = server.admin_key()
+        whoami = server.api("GET", "/api/2.0/mlflow-secure/whoami", admin)
+        assert whoami.status_code == 200, whoami.text
+        assert whoami.json()["subject"]["id"] == "admin"
+        created = server.api(
+            "POST", "/api/2.0/mlflow/experiments/create", admin, json={"name": "wsgi"}
+        )
+        assert created.status_code == 200, created.text
+        run = server.api(
+            "POST", "/api/2.0/mlflow/runs/create", admin,
+            json={"experiment_id": created.json()["experiment_id"], "user_id": "mallory"},
+        )
+        assert run.json()["run"]["info"]["user_id"] == "admin"
+    finally:
+        server.interrupt()
+
+
 def test_postgres_identity_store(tmp_path, postgres_server):
     uri = postgres_server.make_database("e2e_identity")
     server = servers.start(tmp_path, backend_uri=uri, workers=2)

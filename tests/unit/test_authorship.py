@@ -185,12 +185,7 @@ def test_author_tag_in_the_url_cannot_be_deleted(path: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [
-        "/api/2.0/mlflow/experiments/create",
-        "/api/2.0/mlflow/registered-models/create",
-        "/api/2.0/mlflow/model-versions/create",
-        "/api/3.0/mlflow/prompt-optimization/jobs",
-    ],
+    ["/api/2.0/mlflow/model-versions/create", "/api/3.0/mlflow/prompt-optimization/jobs"],
 )
 def test_entities_without_a_native_author_have_forged_tags_overwritten_not_inserted(
     path: str,
@@ -201,6 +196,19 @@ def test_entities_without_a_native_author_have_forged_tags_overwritten_not_inser
         "tags": [tag("mlflow.prompt.is_prompt", "true"), tag(USER, ME)],
     }
     assert stamp(path, {"name": "p", "tags": [tag("a", "b")]}) is None
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/2.0/mlflow/experiments/create", "/api/2.0/mlflow/registered-models/create"]
+)
+def test_experiments_and_registered_models_record_their_creator_as_owner(path: str) -> None:
+    forged = {"name": "p", "tags": [tag("a", "b"), tag(USER, FORGED)]}
+    assert stamp(path, forged) == {"name": "p", "tags": [tag("a", "b"), tag(USER, ME)]}
+    assert stamp(path, {"name": "p", "tags": [tag("a", "b")]}) == {
+        "name": "p",
+        "tags": [tag("a", "b"), tag(USER, ME)],
+    }
+    assert values(stamp(path, {"name": "p"})["tags"]) == [ME]
 
 
 def test_logged_model_create_stamps_and_inserts_the_author_tag() -> None:
