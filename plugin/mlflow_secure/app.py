@@ -10,6 +10,9 @@ import signal
 import sys
 from typing import Any
 
+from mlflow_secure.audit.api import register_audit_api
+from mlflow_secure.audit.events import parse_trusted_proxies
+from mlflow_secure.audit.log import open_audit_log
 from mlflow_secure.bind_guard import check_bind
 from mlflow_secure.config import ConfigError, load_settings
 from mlflow_secure.front_door import FrontDoorConfig, SecureASGIMiddleware, SecureWSGIMiddleware
@@ -43,6 +46,13 @@ def _refuse_to_start(reason: str) -> None:
     raise SystemExit(WORKER_BOOT_ERROR)
 
 
+def _trusted_proxies(value: str | None) -> tuple:
+    try:
+        return parse_trusted_proxies(value or "")
+    except ValueError as exc:
+        raise ConfigError(f"MLFLOW_SECURE_TRUSTED_PROXIES: {exc}") from None
+
+
 def _stamp_flask_user() -> None:
     """MLflow's own features (review queues, jobs) read the user from flask.g."""
     from flask import g
@@ -59,27 +69,52 @@ def create_app() -> Any:
     try:
         settings = load_settings()
         check_bind(sys.argv, settings.allow_insecure_bind)
+        trusted_proxies = _trusted_proxies(settings.trusted_proxies)
         identity = start_identity(settings)
+        audit = open_audit_log(identity.uri, settings.audit_log_file)
         engine = start_policy_engine(settings)
     except (ConfigError, OpaToolchainError, StartupError) as exc:
         _refuse_to_start(str(exc))
 
     from mlflow.server import app as flask_app
-    from mlflow.server.handlers import STATIC_PREFIX_ENV_VAR, _add_static_prefix
+    from mlflow.server.handlers import (
+        STATIC_PREFIX_ENV_VAR,
+        _add_static_prefix,
+        _get_model_registry_store,
+        _get_tracking_store,
+    )
 
     from mlflow_secure.admin_api import register_admin_api
+    from mlflow_secure.resources import ResourceResolver
+    from mlflow_secure.route_census import UnmappedRoutes, require_complete, take_census
+    from mlflow_secure.route_matcher import RouteMatcher
 
     register_admin_api(flask_app, identity.sessions, _add_static_prefix)
+    register_audit_api(flask_app, identity.sessions, _add_static_prefix)
     flask_app.before_request(_stamp_flask_user)
+    asgi = os.environ.get("_MLFLOW_SGI_NAME", "uvicorn") == "uvicorn"
+    fastapi_app = None
+    if asgi:
+        from mlflow.server.fastapi_app import create_fastapi_app
+
+        fastapi_app = create_fastapi_app(flask_app)
+    try:
+        # Every route of the installed MLflow must be in the census: an upgrade that adds
+        # routes stops here, naming them, instead of serving them unexamined.
+        require_complete(take_census(flask_app, fastapi_app))
+    except UnmappedRoutes as exc:
+        _refuse_to_start(str(exc))
     config = FrontDoorConfig(
         engine=engine,
         authenticator=identity.authenticator,
         sessions=identity.sessions,
         health_paths=frozenset({_add_static_prefix("/health")}),
         static_prefix=os.environ.get(STATIC_PREFIX_ENV_VAR, "").rstrip("/"),
+        matcher=RouteMatcher(flask_app, fastapi_app),
+        resolver=ResourceResolver(_get_tracking_store, _get_model_registry_store),
+        audit=audit,
+        trusted_proxies=trusted_proxies,
     )
-    if os.environ.get("_MLFLOW_SGI_NAME", "uvicorn") == "uvicorn":
-        from mlflow.server.fastapi_app import create_fastapi_app
-
-        return SecureASGIMiddleware(create_fastapi_app(flask_app), config)
+    if fastapi_app is not None:
+        return SecureASGIMiddleware(fastapi_app, config)
     return SecureWSGIMiddleware(flask_app, config)

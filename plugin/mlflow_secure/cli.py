@@ -158,9 +158,11 @@ def policy_test(directory: Path | None, threshold: float) -> None:
 
 def _register_identity_commands() -> None:
     from mlflow_secure import cli_identity
+    from mlflow_secure.audit import cli as audit_cli
     from mlflow_secure.identity import api_keys
 
     cli_identity.register(main)
+    audit_cli.register(main)
 
     @main.commands["keys"].command("generate")
     def keys_generate() -> None:

@@ -210,6 +210,21 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds over which failed authentications are counted.",
     ),
     Setting(
+        "trusted_proxies",
+        _parse_optional_str,
+        None,
+        "Comma-separated addresses or CIDRs of reverse proxies whose `X-Forwarded-For` / "
+        "`Forwarded` headers name the client. Unset: headers ignored, the peer address is "
+        "the client.",
+    ),
+    Setting(
+        "audit_log_file",
+        _parse_optional_str,
+        None,
+        "Also append every audit event, hash-chained, to this JSON lines file (mode 0600). "
+        "Unset: the database only.",
+    ),
+    Setting(
         "auth_block_seconds",
         _parse_positive_float,
         300.0,
@@ -241,6 +256,8 @@ class Settings:
     auth_max_failures: int = 10
     auth_failure_window: float = 300.0
     auth_block_seconds: float = 300.0
+    trusted_proxies: str | None = None
+    audit_log_file: str | None = None
 
 
 def _read_config_file(path: str) -> dict[str, Any]:

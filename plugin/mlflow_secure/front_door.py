@@ -1,9 +1,10 @@
 """The one middleware every request passes through, for ASGI (uvicorn) and WSGI servers.
 
 It sits outside FastAPI and Flask, so no MLflow route, native or mounted, can be reached
-without passing here first. The only public route is the exact health path, a readiness
-probe that reports 503 while no policy decision can be had. Every other request is
-authenticated, routed, resolved and decided by OPA (see gate.py) before MLflow sees it.
+without passing here first: route (census) → authenticate → resolve → decide (OPA) →
+enforce, and one audit event per request whatever the outcome. The only routes passed
+without credentials are the census's public ones (health, the UI's static assets); the
+health probe reports 503 while no policy decision can be had.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from typing import Any
 import anyio
 
 from mlflow_secure import authorship, gate
+from mlflow_secure.audit.events import client_ip
+from mlflow_secure.audit.log import AuditLog
 from mlflow_secure.decision_client import PolicyUnavailable
 from mlflow_secure.errors import ErrorResponse
 from mlflow_secure.identity.authenticator import Authenticator, AuthError
-from mlflow_secure.identity.subject import Subject, bind_subject, unbind_subject
+from mlflow_secure.identity.subject import bind_subject, unbind_subject
 from mlflow_secure.policy_engine import PolicyEngine
-from mlflow_secure.routes import Action, classify, resolve_resource
+from mlflow_secure.resources import ResourceResolver
+from mlflow_secure.route_matcher import RouteMatcher
+from mlflow_secure.routes import Action, classify
 
 _logger = logging.getLogger(__name__)
 
@@ -37,6 +42,10 @@ class FrontDoorConfig:
     sessions: Any  # sessionmaker of the identity store
     health_paths: frozenset[str]
     static_prefix: str = ""
+    matcher: RouteMatcher | None = None  # None: MLflow routes stay `mlflow.unmapped`
+    resolver: ResourceResolver | None = None
+    audit: AuditLog | None = None
+    trusted_proxies: tuple = ()
 
 
 def is_health_probe(method: str, path: str, health_paths: frozenset[str]) -> bool:
@@ -48,6 +57,67 @@ def _log_problem(problem: str) -> None:
     _logger.warning("refusing requests: %s", problem)
 
 
+def _record(config: FrontDoorConfig, trail: gate.Trail) -> None:
+    if config.audit is not None:
+        config.audit.record(trail.event())
+
+
+class _Pipeline:
+    """The decisions shared by both front doors; I/O steps are passed in as callables."""
+
+    def __init__(self, config: FrontDoorConfig) -> None:
+        self.config = config
+
+    def route(self, trail: gate.Trail) -> Action | ErrorResponse:
+        facts = trail.facts
+        action = classify(facts.method, facts.path, self.config.static_prefix, self.config.matcher)
+        if action is None:
+            return trail.refuse(gate.NO_SUCH_ROUTE, "deny", "no such endpoint")
+        trail.action = action
+        return action
+
+    def credential(self, trail: gate.Trail, authorization: list[bytes]) -> Any:
+        throttle = self.config.authenticator.throttle
+        credential = gate.read_credential(throttle, trail.facts, authorization)  # AuthError
+        if isinstance(credential, ErrorResponse):
+            return trail.refuse(credential, "unauthenticated")
+        return credential
+
+    def failed(self, trail: gate.Trail, exc: AuthError) -> ErrorResponse:
+        response = gate.record_failure(self.config.authenticator.throttle, exc, trail.facts)
+        return trail.refuse(response, "unauthenticated", str(exc))
+
+    def stamp(self, trail: gate.Trail, body: bytes) -> bytes | ErrorResponse:
+        try:
+            return gate.stamp(trail.facts, body, trail.subject, self.config.static_prefix)
+        except authorship.AuthorshipViolation as exc:
+            return trail.refuse(ErrorResponse(400, str(exc)), "deny", str(exc))
+
+    def resource(self, trail: gate.Trail, body: bytes) -> dict[str, Any] | ErrorResponse:
+        config = self.config
+        resource = gate.resource_for(
+            trail.action, trail.subject, trail.facts, body, config.sessions, config.resolver
+        )
+        if isinstance(resource, ErrorResponse):
+            return trail.refuse(resource, "deny", resource.message)
+        trail.resource = resource
+        return resource
+
+    def policy_input(self, trail: gate.Trail) -> dict[str, Any]:
+        trail.decision_id = gate.new_decision_id()
+        return gate.policy_input(trail.subject, trail.action, trail.resource, trail.facts)
+
+    def verdict(self, trail: gate.Trail, decision: Any) -> ErrorResponse | None:
+        if isinstance(decision, PolicyUnavailable):
+            _log_problem(str(decision))
+            return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
+        if not decision.allow:
+            trail.decision, trail.reasons = "deny", decision.reasons
+            return gate.denial(decision, trail.subject, trail.action, trail.decision_id)
+        gate.after_allowed_change(trail.action, trail.resource, self.config.resolver)
+        return None
+
+
 # ---------------------------------------------------------------------------------- ASGI
 
 
@@ -55,6 +125,7 @@ class SecureASGIMiddleware:
     def __init__(self, app: ASGIApp, config: FrontDoorConfig) -> None:
         self.app = app
         self.config = config
+        self.pipeline = _Pipeline(config)
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
@@ -65,44 +136,71 @@ class SecureASGIMiddleware:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
+        headers = scope["headers"]
+        peer = (scope.get("client") or ("",))[0]
+        trail = gate.Trail(
+            gate.RequestFacts(
+                method=scope["method"].upper(),
+                path=scope["path"],
+                query=scope.get("query_string", b""),
+                client_ip=client_ip(peer, headers, self.config.trusted_proxies),
+                tls=scope.get("scheme") == "https",
+                content_type=_header(headers, b"content-type"),
+                content_encoding=_header(headers, b"content-encoding"),
+            ),
+            user_agent=_header(headers, b"user-agent"),
+        )
+
+        async def send_and_note(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                trail.status = message["status"]
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, send_and_note, trail)
+        finally:
+            _record(self.config, trail)
+
+    async def _handle(
+        self, scope: Scope, receive: Callable, send: Callable, trail: gate.Trail
+    ) -> None:
         config = self.config
-        if is_health_probe(scope["method"], scope["path"], config.health_paths):
+        facts = trail.facts
+        if is_health_probe(facts.method, facts.path, config.health_paths):
             problem = await config.engine.problem()
             if problem is None:
                 await self.app(scope, receive, send)
                 return
             _log_problem(problem)
+            trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
             await _send_asgi(send, gate.POLICY_DOWN)
             return
-        outcome = await self._authorise(scope, receive)
+        outcome = await self._authorise(scope, receive, trail)
         if isinstance(outcome, ErrorResponse):
             await _send_asgi(send, outcome)
             return
-        subject, scope, receive = outcome
-        token = bind_subject(subject)
+        scope, receive = outcome
+        if trail.subject is None:  # public route
+            await self.app(scope, receive, send)
+            return
+        token = bind_subject(trail.subject)
         try:
             await self.app(scope, receive, send)
         finally:
             unbind_subject(token)
 
     async def _authorise(
-        self, scope: Scope, receive: Callable
-    ) -> ErrorResponse | tuple[Subject, Scope, Callable]:
-        config = self.config
-        headers = scope["headers"]
-        facts = gate.RequestFacts(
-            method=scope["method"].upper(),
-            path=scope["path"],
-            query=scope.get("query_string", b""),
-            client_ip=(scope.get("client") or ("",))[0],
-            tls=scope.get("scheme") == "https",
-            content_type=_header(headers, b"content-type"),
-            content_encoding=_header(headers, b"content-encoding"),
-        )
-        authorization = [v for k, v in headers if k == b"authorization"]
-        throttle = config.authenticator.throttle
+        self, scope: Scope, receive: Callable, trail: gate.Trail
+    ) -> ErrorResponse | tuple[Scope, Callable]:
+        config, pipeline, facts = self.config, self.pipeline, trail.facts
+        action = pipeline.route(trail)
+        if isinstance(action, ErrorResponse):
+            return action
+        if action.public:  # the UI's static assets: no data, no credentials needed
+            return scope, receive
+        authorization = [v for k, v in scope["headers"] if k == b"authorization"]
         try:
-            credential = gate.read_credential(throttle, facts, authorization)
+            credential = pipeline.credential(trail, authorization)
             if isinstance(credential, ErrorResponse):
                 return credential
             subject = config.authenticator.cached(credential)
@@ -111,40 +209,39 @@ class SecureASGIMiddleware:
                     gate.finish_authentication, config.authenticator, credential, facts
                 )
         except AuthError as exc:
-            return await anyio.to_thread.run_sync(gate.record_failure, throttle, exc, facts)
+            return await anyio.to_thread.run_sync(pipeline.failed, trail, exc)
         if isinstance(subject, ErrorResponse):
-            return subject
+            return trail.refuse(subject, "unavailable", "identity store unavailable")
+        trail.subject = subject
 
-        action = classify(facts.method, facts.path, config.static_prefix)
         body = b""
         stamping = gate.records_authorship(action, facts, config.static_prefix)
-        if action.needs_body or stamping:
+        if gate.needs_body(action, facts) or stamping:
             body = await _read_body(receive)
             if body is None:
-                return gate.BODY_TOO_LARGE
+                return trail.refuse(gate.BODY_TOO_LARGE, "deny", "request body too large")
             if stamping:
-                try:
-                    stamped = gate.stamp(facts, body, subject, config.static_prefix)
-                except authorship.AuthorshipViolation as exc:
-                    return ErrorResponse(400, str(exc))
+                stamped = pipeline.stamp(trail, body)
+                if isinstance(stamped, ErrorResponse):
+                    return stamped
                 if stamped != body:
                     scope = _with_content_length(scope, len(stamped))
                     body = stamped
             receive = _replay(body)
 
-        resource = await _resource(action, subject, facts, body, config)
+        resource = await anyio.to_thread.run_sync(pipeline.resource, trail, body)
+        if isinstance(resource, ErrorResponse):
+            return resource
         try:
-            decision = await config.engine.client.decide(
-                gate.policy_input(subject, action, resource, facts)
-            )
+            decision: Any = await config.engine.client.decide(pipeline.policy_input(trail))
         except PolicyUnavailable as exc:
-            _log_problem(str(exc))
-            return gate.POLICY_DOWN
-        if not decision.allow:
-            return gate.denial(decision, subject, action)
+            decision = exc
+        refused = pipeline.verdict(trail, decision)
+        if refused is not None:
+            return refused
         # MLflow's native routes (gateway budgets, jobs, MCP) read the user from here.
         scope = {**scope, "state": {**scope.get("state", {}), "username": subject.name}}
-        return subject, scope, receive
+        return scope, receive
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -152,16 +249,6 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
-
-
-async def _resource(
-    action: Action, subject: Subject, facts: gate.RequestFacts, body: bytes, config: FrontDoorConfig
-) -> dict[str, Any]:
-    if action.plugin_path is None:
-        return {"type": "unmapped"}
-    return await anyio.to_thread.run_sync(
-        resolve_resource, action, subject, facts.query, body, config.sessions
-    )
 
 
 async def _read_body(receive: Callable) -> bytes | None:
@@ -212,80 +299,103 @@ class SecureWSGIMiddleware:
     def __init__(self, app: Callable, config: FrontDoorConfig) -> None:
         self.app = app
         self.config = config
+        self.pipeline = _Pipeline(config)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        config = self.config
-        method = environ.get("REQUEST_METHOD", "")
-        if is_health_probe(method, environ.get("PATH_INFO", ""), config.health_paths):
+        forwarded = {
+            "x-forwarded-for": environ.get("HTTP_X_FORWARDED_FOR"),
+            "forwarded": environ.get("HTTP_FORWARDED"),
+        }
+        trail = gate.Trail(
+            gate.RequestFacts(
+                method=environ.get("REQUEST_METHOD", "").upper(),
+                path=environ.get("PATH_INFO", ""),
+                query=environ.get("QUERY_STRING", "").encode("latin-1"),
+                client_ip=client_ip(
+                    environ.get("REMOTE_ADDR", ""),
+                    {k: v for k, v in forwarded.items() if v is not None},
+                    self.config.trusted_proxies,
+                ),
+                tls=environ.get("wsgi.url_scheme") == "https",
+                content_type=environ.get("CONTENT_TYPE"),
+                content_encoding=environ.get("HTTP_CONTENT_ENCODING"),
+            ),
+            user_agent=environ.get("HTTP_USER_AGENT"),
+        )
+
+        def start_and_note(status: str, headers: list, *args: Any) -> Any:
+            trail.status = int(status.split(" ", 1)[0])
+            return start_response(status, headers, *args)
+
+        try:
+            return self._handle(environ, start_and_note, trail)
+        finally:
+            _record(self.config, trail)
+
+    def _handle(
+        self, environ: dict[str, Any], start_response: Callable, trail: gate.Trail
+    ) -> Iterable[bytes]:
+        config, facts = self.config, trail.facts
+        if is_health_probe(facts.method, facts.path, config.health_paths):
             problem = config.engine.problem_sync()
             if problem is None:
-                return self.app(environ, start_response)
+                return list(self.app(environ, start_response))
             _log_problem(problem)
+            trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
             return _send_wsgi(start_response, gate.POLICY_DOWN)
-        outcome = self._authorise(environ)
+        outcome = self._authorise(environ, trail)
         if isinstance(outcome, ErrorResponse):
             return _send_wsgi(start_response, outcome)
-        token = bind_subject(outcome)
+        if trail.subject is None:  # public route
+            return list(self.app(environ, start_response))
+        token = bind_subject(trail.subject)
         try:
             # Materialise the response while the subject is bound: handlers may stream.
             return list(self.app(environ, start_response))
         finally:
             unbind_subject(token)
 
-    def _authorise(self, environ: dict[str, Any]) -> ErrorResponse | Subject:
-        config = self.config
-        facts = gate.RequestFacts(
-            method=environ.get("REQUEST_METHOD", "").upper(),
-            path=environ.get("PATH_INFO", ""),
-            query=environ.get("QUERY_STRING", "").encode("latin-1"),
-            client_ip=environ.get("REMOTE_ADDR", ""),
-            tls=environ.get("wsgi.url_scheme") == "https",
-            content_type=environ.get("CONTENT_TYPE"),
-            content_encoding=environ.get("HTTP_CONTENT_ENCODING"),
-        )
-        authorization = _wsgi_authorization(environ)
-        throttle = config.authenticator.throttle
+    def _authorise(self, environ: dict[str, Any], trail: gate.Trail) -> ErrorResponse | None:
+        config, pipeline, facts = self.config, self.pipeline, trail.facts
+        action = pipeline.route(trail)
+        if isinstance(action, ErrorResponse):
+            return action
+        if action.public:
+            return None
         try:
-            credential = gate.read_credential(throttle, facts, authorization)
+            credential = pipeline.credential(trail, _wsgi_authorization(environ))
             if isinstance(credential, ErrorResponse):
                 return credential
             subject = config.authenticator.cached(credential) or gate.finish_authentication(
                 config.authenticator, credential, facts
             )
         except AuthError as exc:
-            return gate.record_failure(throttle, exc, facts)
+            return pipeline.failed(trail, exc)
         if isinstance(subject, ErrorResponse):
-            return subject
+            return trail.refuse(subject, "unavailable", "identity store unavailable")
+        trail.subject = subject
 
-        action = classify(facts.method, facts.path, config.static_prefix)
         body = b""
         stamping = gate.records_authorship(action, facts, config.static_prefix)
-        if action.needs_body or stamping:
+        if gate.needs_body(action, facts) or stamping:
             body = _read_wsgi_body(environ)
             if body is None:
-                return gate.BODY_TOO_LARGE
+                return trail.refuse(gate.BODY_TOO_LARGE, "deny", "request body too large")
             if stamping:
-                try:
-                    body = gate.stamp(facts, body, subject, config.static_prefix)
-                except authorship.AuthorshipViolation as exc:
-                    return ErrorResponse(400, str(exc))
+                stamped = pipeline.stamp(trail, body)
+                if isinstance(stamped, ErrorResponse):
+                    return stamped
+                body = stamped
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
-        resource = (
-            resolve_resource(action, subject, facts.query, body, config.sessions)
-            if action.plugin_path is not None
-            else {"type": "unmapped"}
-        )
+        resource = pipeline.resource(trail, body)
+        if isinstance(resource, ErrorResponse):
+            return resource
         try:
-            decision = config.engine.client.decide_sync(
-                gate.policy_input(subject, action, resource, facts)
-            )
+            decision: Any = config.engine.client.decide_sync(pipeline.policy_input(trail))
         except PolicyUnavailable as exc:
-            _log_problem(str(exc))
-            return gate.POLICY_DOWN
-        if not decision.allow:
-            return gate.denial(decision, subject, action)
-        return subject
+            decision = exc
+        return pipeline.verdict(trail, decision)
 
 
 def _wsgi_authorization(environ: dict[str, Any]) -> list[bytes]:
@@ -313,6 +423,7 @@ def _send_wsgi(start_response: Callable, error: ErrorResponse) -> list[bytes]:
         400: "Bad Request",
         401: "Unauthorized",
         403: "Forbidden",
+        404: "Not Found",
         429: "Too Many Requests",
         503: "Service Unavailable",
     }

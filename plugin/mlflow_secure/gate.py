@@ -7,13 +7,15 @@ step needs or an ErrorResponse that ends the request; nothing here allows by def
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from mlflow_secure import authorship
+from mlflow_secure.audit.events import AuditEvent
 from mlflow_secure.decision_client import Decision
 from mlflow_secure.errors import ErrorResponse, unauthenticated, unavailable
 from mlflow_secure.identity.authenticator import Authenticator, AuthError, AuthUnavailable
@@ -25,7 +27,9 @@ from mlflow_secure.identity.credentials import (
 )
 from mlflow_secure.identity.subject import Subject
 from mlflow_secure.identity.throttle import Throttle, client_key
-from mlflow_secure.routes import Action, logical_path
+from mlflow_secure.resolution import AmbiguousRequest, request_params, resolve
+from mlflow_secure.resources import ResourceResolver
+from mlflow_secure.routes import Action, logical_path, resolve_resource
 
 _logger = logging.getLogger(__name__)
 
@@ -35,6 +39,54 @@ POLICY_DOWN = unavailable(
     "The policy engine is unavailable; requests are refused until it answers."
 )
 BODY_TOO_LARGE = ErrorResponse(400, "The request body is too large for this endpoint.")
+NO_SUCH_ROUTE = ErrorResponse(404, "No such endpoint.")
+_JSON_PARSING = {"proto", "json", "query_or_json"}
+_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def needs_body(action: Action, facts: RequestFacts) -> bool:
+    """Buffer the body only where it names the resource: JSON requests, never artefact bytes."""
+    if action.plugin_path is not None:
+        return action.needs_body
+    if action.spec is None or facts.method in _READ_METHODS:
+        return False
+    if action.spec.parse in _JSON_PARSING:
+        return True
+    return (facts.content_type or "").startswith("application/json")
+
+
+def resource_for(
+    action: Action,
+    subject: Subject,
+    facts: RequestFacts,
+    body: bytes,
+    sessions: Any,
+    resolver: ResourceResolver | None,
+) -> dict[str, Any] | ErrorResponse:
+    """The policy's resource, read from the stores (database I/O: a worker thread in ASGI)."""
+    if action.plugin_path is not None:
+        return resolve_resource(action, subject, facts.query, body, sessions)
+    if action.spec is None or resolver is None:
+        return {"type": "unmapped"}
+    try:
+        params = request_params(facts.method, facts.query, body, action.path_params)
+        resource = resolve(action.spec, params, resolver, subject.name)
+    except AmbiguousRequest as exc:
+        return ErrorResponse(400, f"Ambiguous request: {exc}.")
+    if action.spec.listing:
+        # Listing results are not yet narrowed per item: the policy must know.
+        resource["filtered"] = False
+    return resource
+
+
+def after_allowed_change(action: Action, resource: dict[str, Any], resolver: Any) -> None:
+    """This worker forgets cached attributes a request it let through may change."""
+    if resolver is None or action.access == "read" or not resource.get("id"):
+        return
+    if resource.get("type") == "experiment":
+        resolver.forget_experiment(resource["id"])
+    elif resource.get("type") in {"registered_model", "prompt"}:
+        resolver.forget_registered_model(resource["id"])
 
 
 def too_many_attempts(retry_after: int) -> ErrorResponse:
@@ -68,6 +120,53 @@ class RequestFacts:
             "tls": self.tls,
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
+
+
+@dataclass
+class Trail:
+    """What one request went through, for its audit event (filled in as it goes)."""
+
+    facts: RequestFacts
+    user_agent: str | None = None
+    started: float = field(default_factory=time.time)
+    clock: float = field(default_factory=time.perf_counter)
+    subject: Subject | None = None
+    action: Action | None = None
+    resource: dict[str, Any] | None = None
+    decision: str = "allow"
+    reasons: tuple[str, ...] = ()
+    decision_id: str | None = None
+    status: int | None = None
+
+    def refuse(
+        self, response: ErrorResponse, decision: str, reason: str | None = None
+    ) -> ErrorResponse:
+        self.decision = decision
+        if reason:
+            self.reasons = (reason,)
+        return response
+
+    def event(self) -> AuditEvent:
+        subject = self.subject
+        return AuditEvent.for_request(
+            method=self.facts.method,
+            path=self.facts.path,
+            query=self.facts.query,
+            decision=self.decision,
+            status=self.status,
+            client_ip=self.facts.client_ip,
+            user_agent=self.user_agent,
+            subject=subject.name if subject else None,
+            subject_kind=subject.identity.kind if subject else None,
+            auth=subject.auth if subject else None,
+            key_id=subject.key_id if subject else None,
+            endpoint=self.action.endpoint if self.action else None,
+            resource=self.resource,
+            reasons=self.reasons,
+            decision_id=self.decision_id,
+            started=self.started,
+            latency_ms=(time.perf_counter() - self.clock) * 1000,
+        )
 
 
 def read_credential(
@@ -147,8 +246,11 @@ def policy_input(
     }
 
 
-def denial(decision: Decision, subject: Subject, action: Action) -> ErrorResponse:
-    decision_id = uuid.uuid4().hex
+def new_decision_id() -> str:
+    return uuid.uuid4().hex
+
+
+def denial(decision: Decision, subject: Subject, action: Action, decision_id: str) -> ErrorResponse:
     reasons = list(decision.reasons) or ["no policy rule allows this request"]
     _logger.info(
         "denied decision_id=%s subject=%s endpoint=%s reasons=%s",

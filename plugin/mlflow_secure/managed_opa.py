@@ -35,6 +35,8 @@ _logger = logging.getLogger(__name__)
 SOCKET_NAME = "opa.sock"
 LOCK_NAME = "opa.lock"
 _PR_SET_PDEATHSIG = 1
+# sun_path holds 108 bytes on Linux (104 on BSDs): longer socket paths cannot be bound.
+MAX_SOCKET_PATH = 103
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -61,7 +63,14 @@ def instance_dir(runtime_root: Path) -> Path:
     the factory is run by a bare uvicorn/gunicorn, the process group stands in for it.
     """
     boot_id = os.environ.get("_MLFLOW_SERVER_BOOT_ID") or f"pgid-{os.getpgid(0)}"
-    safe = "".join(ch for ch in boot_id if ch.isalnum() or ch in "-_")[:64] or "default"
+    # Short: the socket path inside must fit a unix socket address.
+    safe = "".join(ch for ch in boot_id if ch.isalnum() or ch in "-_")[:16] or "default"
+    socket_path = runtime_root / safe / SOCKET_NAME
+    if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH:
+        raise PermissionError(
+            f"{runtime_root} is too long for a unix socket path ({socket_path} exceeds "
+            f"{MAX_SOCKET_PATH} bytes); choose a shorter directory"
+        )
     ensure_private_dir(runtime_root)
     return ensure_private_dir(runtime_root / safe)
 

@@ -1,14 +1,14 @@
 """Which logical endpoint a request is, and what it touches (for the policy input).
 
-The plugin's own API is mapped exactly here. MLflow's routes are all `mlflow.unmapped` with
-an access level from the method until the route census (authorisation capability) maps each
-one; the policy shipped meanwhile allows them to administrators only.
+The plugin's own API is mapped here; MLflow's routes through the route census (every live
+route of the installed MLflow, checked complete at start-up), matched with the frameworks'
+own matchers. A request no route serves is refused before any policy is asked.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mlflow_secure.identity import store
 from mlflow_secure.identity.subject import Subject
+from mlflow_secure.route_census import RouteSpec, lookup
+from mlflow_secure.route_matcher import RouteMatcher
 
 PLUGIN_API = "/api/2.0/mlflow-secure/"
 _METHOD_ACCESS = {"GET": "read", "HEAD": "read", "OPTIONS": "read", "DELETE": "delete"}
@@ -26,6 +28,12 @@ class Action:
     endpoint: str
     access: str
     plugin_path: str | None = None  # e.g. "keys/create" for the plugin's own API
+    spec: RouteSpec | None = None  # the census entry of an MLflow route
+    path_params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def public(self) -> bool:
+        return self.access == "public"
 
     @property
     def needs_body(self) -> bool:
@@ -58,6 +66,7 @@ _PLUGIN_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "keys/list"): ("keys.list", "read"),
     ("POST", "keys/revoke"): ("keys.revoke", "manage"),
     ("POST", "keys/rotate"): ("keys.rotate", "manage"),
+    ("GET", "audit/events"): ("audit.events", "read"),
 }
 _KEY_ROUTES = {"keys/create", "keys/list", "keys/revoke", "keys/rotate"}
 
@@ -71,16 +80,27 @@ def logical_path(path: str, static_prefix: str = "") -> str:
     return path
 
 
-def classify(method: str, path: str, static_prefix: str = "") -> Action:
-    path = logical_path(path, static_prefix)
-    if path.startswith(PLUGIN_API):
-        sub = path[len(PLUGIN_API) :]
+def classify(
+    method: str, path: str, static_prefix: str = "", matcher: RouteMatcher | None = None
+) -> Action | None:
+    """None: no route serves this request (or the census lacks it): refuse it unasked."""
+    logical = logical_path(path, static_prefix)
+    if logical.startswith(PLUGIN_API):
+        sub = logical[len(PLUGIN_API) :]
         mapped = _PLUGIN_ROUTES.get((method, sub))
         if mapped is None:
             return Action("mlflow-secure.unknown", "admin", sub)
         name, access = mapped
         return Action(f"mlflow-secure.{name}", access, sub)
-    return Action("mlflow.unmapped", _METHOD_ACCESS.get(method, "write"))
+    if matcher is None:
+        return Action("mlflow.unmapped", _METHOD_ACCESS.get(method, "write"))
+    matched = matcher.match(method, path)
+    if matched is None:
+        return None
+    spec = lookup(matched.rule, method, static_prefix)
+    if spec is None:
+        return None
+    return Action(spec.endpoint, spec.access, spec=spec, path_params=matched.path_params)
 
 
 def _field(source: dict[str, Any], name: str) -> str | None:

@@ -17,11 +17,10 @@ PROTECTED = [
     ("GET", "/api/2.0/mlflow-artifacts/artifacts"),
     ("POST", "/v1/traces"),  # FastAPI-native OTLP route
     ("GET", "/graphql"),
-    ("GET", "/"),
     ("GET", "/version"),
-    ("GET", "/health/"),
-    ("POST", "/health"),
 ]
+# Not routes at all: refused before credentials matter (no route serves them).
+NO_ROUTE = [("GET", "/health/"), ("POST", "/health"), ("GET", "/api/2.0/mlflow/nope")]
 
 
 def assert_unauthenticated(response):
@@ -41,6 +40,12 @@ def assert_health_and_denials(server):
     for method, path in PROTECTED:
         response = servers.httpx.request(method, server.url + path, json={"name": "x"}, timeout=30)
         assert_unauthenticated(response)
+    for method, path in NO_ROUTE:
+        response = servers.httpx.request(method, server.url + path, timeout=30)
+        assert response.status_code == 404
+        assert response.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+    # The UI shell is a public census route; every data call behind it needs credentials.
+    assert server.get("/").status_code == 200
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +124,7 @@ def assert_wsgi_front_door(server):
     assert server.get("/health").status_code == 200
     assert_unauthenticated(server.post("/api/2.0/mlflow/experiments/create", json={"name": "x"}))
     assert_unauthenticated(server.get("/ajax-api/2.0/mlflow/experiments/search"))
-    assert_unauthenticated(server.get("/"))
+    assert server.get("/").status_code == 200  # the UI shell (public in the census)
 
 
 def test_error_bodies_never_echo_credentials(sqlite_server):

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +111,11 @@ class Server:
 
 
 def server_env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    # pytest's temporary paths can be too long for a unix socket: keep the runtime dir short.
+    runtime = tempfile.mkdtemp(prefix="mls-", dir="/tmp")
     return {
         **os.environ,
-        "MLFLOW_SECURE_RUNTIME_DIR": str(tmp_path / "run"),
+        "MLFLOW_SECURE_RUNTIME_DIR": runtime,
         "MLFLOW_SECURE_BOOTSTRAP_KEY_FILE": str(tmp_path / "admin.key"),
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "PYTHONUNBUFFERED": "1",

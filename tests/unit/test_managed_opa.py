@@ -73,6 +73,13 @@ def test_instance_dir_is_keyed_by_mlflow_boot_id(tmp_path, monkeypatch):
     assert directory.stat().st_mode & 0o777 == 0o700
 
 
+def test_instance_dir_refuses_a_root_too_long_for_a_socket(tmp_path, monkeypatch):
+    monkeypatch.setenv("_MLFLOW_SERVER_BOOT_ID", "0123456789abcdef0123456789abcdef")
+    assert instance_dir(tmp_path / "r").name == "0123456789abcdef"  # shortened
+    with pytest.raises(PermissionError, match="too long for a unix socket path"):
+        instance_dir(tmp_path / ("x" * 120))
+
+
 def test_one_supervisor_per_directory_then_failover(opa_binary, private):
     first = OpaSupervisor(opa_binary, bundled_policy_dir(), private)
     second = OpaSupervisor(opa_binary, bundled_policy_dir(), private)

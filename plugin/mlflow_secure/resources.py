@@ -1,0 +1,176 @@
+"""From request parameters to the resource the policy decides on, read from MLflow's stores.
+
+A run is judged by its experiment, a model version by its registered model, a trace or logged
+model by its experiment: the attributes that matter (project, classification, owner) live on
+experiments and registered models as tags, and are read here from the database, never taken
+from the request. Lookups that cannot change (which experiment a run belongs to) are cached
+for the worker's lifetime; attributes that can change are cached for a second and dropped as
+soon as this worker lets a request change them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+PROJECT_TAG = "mlflow.secure.project"
+CLASSIFICATION_TAG = "mlflow.secure.classification"
+OWNER_TAG = "mlflow.user"
+ATTRIBUTE_TTL = 1.0
+MAX_CACHED = 20_000
+
+
+class ResourceNotFound(LookupError):
+    """The named resource does not exist (the request is left to MLflow to answer 404)."""
+
+
+class _Cache:
+    """A bounded LRU with optional expiry; thread-safe (WSGI servers use threads)."""
+
+    def __init__(self, ttl: float | None) -> None:
+        self._ttl = ttl
+        self._items: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            stored_at, value = item
+            if self._ttl is not None and time.monotonic() - stored_at > self._ttl:
+                del self._items[key]
+                return None
+            self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic(), value)
+            self._items.move_to_end(key)
+            while len(self._items) > MAX_CACHED:
+                self._items.popitem(last=False)
+
+    def drop(self, key: Any) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+
+def _attributes(tags: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "project": tags.get(PROJECT_TAG) or None,
+        "classification": tags.get(CLASSIFICATION_TAG) or None,
+        "owner": tags.get(OWNER_TAG) or None,
+        "tags": {k: v for k, v in tags.items() if k.startswith("mlflow.secure.")},
+    }
+
+
+class ResourceResolver:
+    """Resolves resources through MLflow's own store objects (same database, same code)."""
+
+    def __init__(
+        self,
+        tracking_store: Callable[[], Any],
+        registry_store: Callable[[], Any],
+    ) -> None:
+        self._tracking = tracking_store
+        self._registry = registry_store
+        self._parents = _Cache(ttl=None)  # run/trace/logged model/version → parent: immutable
+        self._experiments = _Cache(ttl=ATTRIBUTE_TTL)
+        self._registered_models = _Cache(ttl=ATTRIBUTE_TTL)
+
+    # -------------------------------------------------------------- invalidation
+
+    def forget_experiment(self, experiment_id: str) -> None:
+        self._experiments.drop(str(experiment_id))
+
+    def forget_registered_model(self, name: str) -> None:
+        self._registered_models.drop(name)
+
+    # -------------------------------------------------------------- lookups
+
+    def experiment(self, experiment_id: str) -> dict[str, Any]:
+        experiment_id = str(experiment_id)
+        cached = self._experiments.get(experiment_id)
+        if cached is None:
+            try:
+                experiment = self._tracking().get_experiment(experiment_id)
+            except Exception as exc:  # MLflow raises MlflowException(RESOURCE_DOES_NOT_EXIST)
+                raise ResourceNotFound(f"experiment {experiment_id}") from exc
+            cached = {
+                "type": "experiment",
+                "id": experiment_id,
+                "experiment_id": experiment_id,
+                "lifecycle_stage": experiment.lifecycle_stage,
+                "artifact_location": experiment.artifact_location,
+                **_attributes(experiment.tags or {}),
+            }
+            self._experiments.put(experiment_id, cached)
+        return dict(cached)
+
+    def _parent_experiment(self, kind: str, key: str, load: Callable[[], str | None]) -> str:
+        cached = self._parents.get((kind, key))
+        if cached is None:
+            try:
+                cached = load()
+            except Exception as exc:
+                raise ResourceNotFound(f"{kind} {key}") from exc
+            if cached is None:
+                raise ResourceNotFound(f"{kind} {key}")
+            cached = str(cached)
+            self._parents.put((kind, key), cached)
+        return cached
+
+    def _within_experiment(self, kind: str, key: str, load: Callable[[], Any]) -> dict[str, Any]:
+        experiment_id = self._parent_experiment(kind, key, load)
+        return {**self.experiment(experiment_id), "type": kind, "id": key}
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        def load() -> str:
+            return self._tracking().get_run(run_id).info.experiment_id
+
+        return self._within_experiment("run", run_id, load)
+
+    def logged_model(self, model_id: str) -> dict[str, Any]:
+        def load() -> str:
+            return self._tracking().get_logged_model(model_id, allow_deleted=True).experiment_id
+
+        return self._within_experiment("logged_model", model_id, load)
+
+    def trace(self, trace_id: str) -> dict[str, Any]:
+        def load() -> str | None:
+            return self._tracking().get_trace_info(trace_id).experiment_id
+
+        return self._within_experiment("trace", trace_id, load)
+
+    def registered_model(self, name: str) -> dict[str, Any]:
+        cached = self._registered_models.get(name)
+        if cached is None:
+            try:
+                model = self._registry().get_registered_model(name)
+            except Exception as exc:
+                raise ResourceNotFound(f"registered model {name}") from exc
+            cached = {"type": "registered_model", "id": name, **_attributes(model.tags or {})}
+            self._registered_models.put(name, cached)
+        return dict(cached)
+
+    def model_version(self, name: str, version: str) -> dict[str, Any]:
+        """A version is governed by its registered model; its source run is reported too."""
+        resource = {
+            **self.registered_model(name),
+            "type": "model_version",
+            "id": f"{name}/{version}",
+        }
+        key = ("model_version_run", f"{name}/{version}")
+        source_run = self._parents.get(key)
+        if source_run is None:
+            try:
+                source_run = self._registry().get_model_version(name, version).run_id or ""
+            except Exception as exc:
+                raise ResourceNotFound(f"model version {name}/{version}") from exc
+            self._parents.put(key, source_run)
+        resource["source_run_id"] = source_run or None
+        return resource

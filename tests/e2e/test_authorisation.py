@@ -1,0 +1,341 @@
+"""Authorisation end to end: route census, server-side resources, Rego RBAC/ABAC, audit trail.
+
+Two teams, three classifications, an auditor; every check goes through a real server, a
+real OPA and the bundled policies, on both `/api` and `/ajax-api`.
+"""
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import servers
+
+pytestmark = pytest.mark.e2e
+
+CLI = str(Path(sys.executable).with_name("mlflow-secure"))
+PREFIXES = ("/api", "/ajax-api")
+
+
+class Actor:
+    def __init__(self, server, key):
+        self.server, self.key = server, key
+
+    def call(self, method, path, prefix="/api", **kwargs):
+        return self.server.api(method, prefix + path, self.key, **kwargs)
+
+
+def make_key(server, admin, principal, scopes=("read", "write")):
+    response = server.api(
+        "POST",
+        "/api/2.0/mlflow-secure/keys/create",
+        admin,
+        json={"principal": principal, "scopes": list(scopes)},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["key"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    server = servers.start(
+        tmp_path_factory.mktemp("authz"),
+        workers=2,
+        env={"MLFLOW_SECURE_AUTH_MAX_FAILURES": "1000"},
+    )
+    admin = server.admin_key()
+
+    def setup(path, body):
+        response = server.api("POST", "/api/2.0/mlflow-secure/" + path, admin, json=body)
+        assert response.status_code == 200, (path, response.text)
+
+    setup("users/create", {"name": "alice", "clearance": "confidential"})
+    setup("users/create", {"name": "bob", "clearance": "restricted"})
+    setup("users/create", {"name": "audrey", "roles": ["auditor"], "clearance": "restricted"})
+    for team, member, project in (("team-a", "alice", "fraud"), ("team-b", "bob", "churn")):
+        setup("teams/create", {"name": team})
+        setup("teams/add-member", {"team": team, "principal": member})
+        setup("projects/create", {"name": project})
+        setup("projects/set-member", {"project": project, "role": "editor", "team": team})
+    actors = {
+        name: Actor(server, make_key(server, admin, name)) for name in ("alice", "bob", "audrey")
+    }
+    actors["admin"] = Actor(server, admin)
+
+    def experiment(owner, name, project, classification):
+        tags = [{"key": "mlflow.secure.project", "value": project}]
+        if classification:
+            tags.append({"key": "mlflow.secure.classification", "value": classification})
+        response = actors[owner].call(
+            "POST", "/2.0/mlflow/experiments/create", json={"name": name, "tags": tags}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["experiment_id"]
+
+    ids = {
+        "fraud": experiment("admin", "fraud-internal", "fraud", "internal"),
+        "fraud_restricted": experiment("admin", "fraud-restricted", "fraud", "restricted"),
+        "churn": experiment("admin", "churn-confidential", "churn", "confidential"),
+    }
+    run = actors["alice"].call(
+        "POST", "/2.0/mlflow/runs/create", json={"experiment_id": ids["fraud"]}
+    )
+    assert run.status_code == 200, run.text
+    ids["fraud_run"] = run.json()["run"]["info"]["run_id"]
+    yield server, actors, ids
+    server.interrupt()
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_team_b_cannot_read_write_or_delete_team_a_resources(world, prefix):
+    _, actors, ids = world
+    bob = actors["bob"]
+    attempts = [
+        ("GET", f"/2.0/mlflow/experiments/get?experiment_id={ids['fraud']}", None),
+        ("GET", f"/2.0/mlflow/runs/get?run_id={ids['fraud_run']}", None),
+        ("POST", "/2.0/mlflow/runs/create", {"experiment_id": ids["fraud"]}),
+        (
+            "POST",
+            "/2.0/mlflow/runs/log-metric",
+            {"run_id": ids["fraud_run"], "key": "m", "value": 1.0, "timestamp": 1},
+        ),
+        (
+            "POST",
+            "/2.0/mlflow/experiments/set-experiment-tag",
+            {"experiment_id": ids["fraud"], "key": "x", "value": "y"},
+        ),
+        ("POST", "/2.0/mlflow/runs/delete", {"run_id": ids["fraud_run"]}),
+        ("POST", "/2.0/mlflow/experiments/delete", {"experiment_id": ids["fraud"]}),
+    ]
+    for method, path, body in attempts:
+        response = bob.call(method, path, prefix=prefix, json=body)
+        assert response.status_code == 403, (method, path, response.text)
+        payload = response.json()
+        assert payload["error_code"] == "PERMISSION_DENIED"
+        assert payload["reasons"], payload
+    # Nothing changed: the run is still there, untouched.
+    run = actors["alice"].call("GET", f"/2.0/mlflow/runs/get?run_id={ids['fraud_run']}").json()
+    assert run["run"]["info"]["lifecycle_stage"] == "active"
+    assert run["run"]["data"].get("metrics", []) == []
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_team_a_works_in_its_own_project(world, prefix):
+    _, actors, ids = world
+    alice = actors["alice"]
+    assert (
+        alice.call(
+            "GET", f"/2.0/mlflow/experiments/get?experiment_id={ids['fraud']}", prefix=prefix
+        ).status_code
+        == 200
+    )
+    logged = alice.call(
+        "POST",
+        "/2.0/mlflow/runs/log-metric",
+        prefix=prefix,
+        json={
+            "run_id": ids["fraud_run"],
+            "key": f"loss{prefix[1:4]}",
+            "value": 0.5,
+            "timestamp": 1,
+        },
+    )
+    assert logged.status_code == 200, logged.text
+
+
+def test_classification_above_clearance_is_refused(world):
+    _, actors, ids = world
+    response = actors["alice"].call(
+        "GET", f"/2.0/mlflow/experiments/get?experiment_id={ids['fraud_restricted']}"
+    )
+    assert response.status_code == 403
+    assert any("clearance" in reason for reason in response.json()["reasons"])
+
+
+def test_auditor_reads_everything_and_writes_nothing(world):
+    _, actors, ids = world
+    audrey = actors["audrey"]
+    for experiment_id in (ids["fraud"], ids["fraud_restricted"], ids["churn"]):
+        assert (
+            audrey.call(
+                "GET", f"/2.0/mlflow/experiments/get?experiment_id={experiment_id}"
+            ).status_code
+            == 200
+        )
+    for method, path, body in [
+        ("POST", "/2.0/mlflow/runs/create", {"experiment_id": ids["fraud"]}),
+        ("POST", "/2.0/mlflow/experiments/delete", {"experiment_id": ids["churn"]}),
+    ]:
+        assert audrey.call(method, path, json=body).status_code == 403
+
+
+def test_unfiltered_listings_are_for_administrators_and_auditors(world):
+    _, actors, _ = world
+    for prefix in PREFIXES:
+        denied = actors["bob"].call(
+            "GET", "/2.0/mlflow/experiments/search?max_results=100", prefix=prefix
+        )
+        assert denied.status_code == 403, denied.text
+        query = '{ mlflowSearchRuns(input: {experimentIds: ["1"]}) { runs { info { runId } } } }'
+        graphql = actors["bob"].call("POST", "/graphql", prefix="", json={"query": query})
+        assert graphql.status_code == 403
+    listed = actors["audrey"].call("GET", "/2.0/mlflow/experiments/search?max_results=100")
+    assert listed.status_code == 200
+    assert len(listed.json()["experiments"]) == 4  # Default + three
+
+
+def test_creating_in_a_project_needs_editor_there(world):
+    _, actors, _ = world
+    tags = [{"key": "mlflow.secure.project", "value": "fraud"}]
+    refused = actors["bob"].call(
+        "POST", "/2.0/mlflow/experiments/create", json={"name": "sneaky", "tags": tags}
+    )
+    assert refused.status_code == 403
+    own = actors["bob"].call("POST", "/2.0/mlflow/experiments/create", json={"name": "bob-private"})
+    assert own.status_code == 200, own.text
+    private = own.json()["experiment_id"]
+    # Outside any project: its owner and administrators only.
+    assert (
+        actors["alice"]
+        .call("GET", f"/2.0/mlflow/experiments/get?experiment_id={private}")
+        .status_code
+        == 403
+    )
+    assert (
+        actors["bob"]
+        .call("GET", f"/2.0/mlflow/experiments/get?experiment_id={private}")
+        .status_code
+        == 200
+    )
+
+
+def test_dangerous_artifact_locations_are_refused(world):
+    _, actors, _ = world
+    for location in ("file:///etc", "FILE:/tmp/x", "http://169.254.169.254/latest"):
+        response = actors["admin"].call(
+            "POST",
+            "/2.0/mlflow/experiments/create",
+            json={"name": f"x-{abs(hash(location))}", "artifact_location": location},
+        )
+        assert response.status_code == 403, (location, response.text)
+
+
+def test_unknown_routes_and_ambiguous_requests_are_refused(world):
+    _, actors, ids = world
+    unknown = actors["admin"].call("GET", "/2.0/mlflow/no-such-endpoint")
+    assert unknown.status_code == 404
+    assert unknown.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+    ambiguous = actors["alice"].call(
+        "POST",
+        "/2.0/mlflow/runs/update",
+        json={"run_id": ids["fraud_run"], "run_uuid": "0" * 32, "status": "FINISHED"},
+    )
+    assert ambiguous.status_code == 400
+    duplicated = actors["alice"].call(
+        "GET", f"/2.0/mlflow/runs/get?run_id={ids['fraud_run']}&run_id=other"
+    )
+    assert duplicated.status_code == 400
+
+
+def test_ui_shell_is_public_but_data_is_not(world):
+    server, _, _ = world
+    assert server.get("/").status_code == 200
+    assert server.get("/ajax-api/2.0/mlflow/experiments/search?max_results=1").status_code == 401
+
+
+def test_every_request_is_in_a_verifiable_audit_trail(world):
+    server, actors, ids = world
+    actors["bob"].call("GET", f"/2.0/mlflow/experiments/get?experiment_id={ids['fraud']}")
+    audrey, bob = actors["audrey"], actors["bob"]
+    denials = audrey.call(
+        "GET", "/2.0/mlflow-secure/audit/events?subject=bob&decision=deny&max_results=1000"
+    )
+    assert denials.status_code == 200, denials.text
+    events = denials.json()["events"]
+    assert events
+    assert {event["decision"] for event in events} == {"deny"}
+    assert all(event["decision_id"] and event["reasons"] for event in events)
+    assert any(event["resource_id"] == ids["fraud"] for event in events)
+    assert bob.call("GET", "/2.0/mlflow-secure/audit/events").status_code == 403
+    anonymous = audrey.call(
+        "GET", "/2.0/mlflow-secure/audit/events?decision=unauthenticated&max_results=1000"
+    ).json()["events"]
+    assert anonymous
+    log = json.dumps(audrey.call("GET", "/2.0/mlflow-secure/audit/events?max_results=1000").json())
+    for actor in actors.values():
+        assert actor.key not in log
+        assert actor.key[17:60] not in log
+
+    database = Path(server.backend_uri.removeprefix("sqlite:///")).with_name("mlflow-secure.db")
+    verify = [CLI, "audit", "verify", "--database-uri", f"sqlite:///{database}"]
+    intact = subprocess.run(verify, capture_output=True, text=True, timeout=60)
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    # An insider edits one event: the chain names it.
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "UPDATE mls_audit_events SET decision = 'allow' WHERE seq = ("
+            "SELECT min(seq) FROM mls_audit_events WHERE decision = 'deny')"
+        )
+    broken = subprocess.run(verify, capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 1
+    assert "seq" in broken.stdout + broken.stderr
+
+
+def test_artifacts_through_the_proxy(world, tmp_path, monkeypatch):
+    server, actors, ids = world
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", actors["alice"].key)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    source = tmp_path / "weights.txt"
+    source.write_text("secret weights")
+    client = MlflowClient()
+    client.log_artifact(ids["fraud_run"], str(source))  # PUT mlflow-artifacts/artifacts/...
+    downloaded = client.download_artifacts(ids["fraud_run"], "weights.txt", str(tmp_path / "out"))
+    assert Path(downloaded).read_text() == "secret weights"
+
+    path = f"{ids['fraud']}/{ids['fraud_run']}/artifacts/weights.txt"
+    assert actors["alice"].call("GET", f"/2.0/mlflow-artifacts/artifacts/{path}").status_code == 200
+    for prefix in PREFIXES:
+        stolen = actors["bob"].call("GET", f"/2.0/mlflow-artifacts/artifacts/{path}", prefix=prefix)
+        assert stolen.status_code == 403, stolen.text
+        assert (
+            actors["bob"]
+            .call("GET", f"/get-artifact?path=weights.txt&run_uuid={ids['fraud_run']}", prefix="")
+            .status_code
+            == 403
+        )
+    overwrite = actors["bob"].call(
+        "PUT", f"/2.0/mlflow-artifacts/artifacts/{path}", content=b"tampered"
+    )
+    assert overwrite.status_code == 403
+    assert (
+        Path(
+            client.download_artifacts(ids["fraud_run"], "weights.txt", str(tmp_path / "again"))
+        ).read_text()
+        == "secret weights"
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "{e}/%2e%2e/%2e%2e/etc/passwd",
+        "{e}/%252e%252e/x",
+        "{e}/..%5c..%5cx",
+        "{e}/a%00b",
+    ],
+)
+def test_artifact_path_traversal_is_refused(world, path):
+    server, actors, ids = world
+    raw = path.format(e=ids["fraud"])
+    response = httpx.get(
+        f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{raw}",
+        headers={"Authorization": f"Bearer {actors['admin'].key}"},
+    )
+    assert response.status_code in (400, 404), response.text
