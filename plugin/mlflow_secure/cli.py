@@ -156,6 +156,68 @@ def policy_test(directory: Path | None, threshold: float) -> None:
         raise click.ClickException("lines not covered by tests:\n" + "\n".join(missing))
 
 
+@policy.command("explain")
+@click.option("--subject", "subject_name", help="Principal name, read from the identity store.")
+@click.option("--subject-json", help="The subject as JSON instead (the policy input's `subject`).")
+@click.option("--database-uri", envvar="MLFLOW_SECURE_DATABASE_URI", help="Identity store URI.")
+@click.option("--scope", "scopes", multiple=True, help="Credential scopes (default: all).")
+@click.option("--endpoint", required=True, help="Logical endpoint, e.g. mlflow.runs.get.")
+@click.option("--access", help="Access level; default: the census's for the endpoint.")
+@click.option(
+    "--resource",
+    "resource_json",
+    default='{"type": "none"}',
+    show_default=True,
+    help="The resource as JSON (the policy input's `resource`).",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Policy directory; default: MLFLOW_SECURE_POLICY_DIR or the bundled one.",
+)
+@click.option("--show-input", is_flag=True, help="Also print the input that was evaluated.")
+def policy_explain(
+    subject_name: str | None,
+    subject_json: str | None,
+    database_uri: str | None,
+    scopes: tuple[str, ...],
+    endpoint: str,
+    access: str | None,
+    resource_json: str,
+    directory: Path | None,
+    show_input: bool,
+) -> None:
+    """Show the decision and reasons for a subject, endpoint and resource."""
+    from mlflow_secure.explain import ExplainError, access_for, evaluate, subject_input
+
+    try:
+        if subject_json:
+            subject = json.loads(subject_json)
+        elif subject_name and database_uri:
+            subject = subject_input(database_uri, subject_name, scopes)
+        else:
+            raise ExplainError("give --subject with --database-uri, or --subject-json")
+        policy_input = {
+            "subject": subject,
+            "action": {
+                "endpoint": endpoint,
+                "access": access or access_for(endpoint),
+                "method": "GET",
+            },
+            "resource": json.loads(resource_json),
+            "request": {"path": "", "client_ip": "", "tls": True, "time": ""},
+        }
+        decision = evaluate(_opa(), directory or policy_dir(_settings()), policy_input)
+    except (ExplainError, json.JSONDecodeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if show_input:
+        click.echo(json.dumps(policy_input, indent=2))
+    click.echo("allow" if decision.get("allow") is True else "deny")
+    for reason in decision.get("reasons", []):
+        click.echo(f"  - {reason}")
+
+
 def _register_identity_commands() -> None:
     from mlflow_secure import cli_identity
     from mlflow_secure.audit import cli as audit_cli

@@ -24,6 +24,7 @@ from mlflow_secure.config import ConfigError
 from mlflow_secure.opa_connection import ConnectionFailed, OpaConnectionPool
 
 DECISION_PATH = "/v1/data/mlflow/authz/decision"
+FILTER_PATH = "/v1/data/mlflow/authz/filter"
 
 
 class PolicyUnavailable(Exception):
@@ -135,6 +136,21 @@ class DecisionClient:
         except (httpx.HTTPError, ValueError) as exc:
             raise _failure(exc, self.endpoint) from None
         return interpret(payload)
+
+    def filter_sync(self, policy_input: dict[str, Any]) -> set[str]:
+        """The ids among `policy_input["resources"]` the subject may read: one OPA call."""
+        try:
+            response = self._sync_client().post(FILTER_PATH, json={"input": policy_input})
+            response.raise_for_status()
+            payload = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise _failure(exc, self.endpoint) from None
+        result = payload.get("result") if isinstance(payload, dict) else None
+        if not isinstance(result, list):
+            raise PolicyUnavailable(
+                "the policy returned no filter (is data.mlflow.authz.filter defined?)"
+            )
+        return {item for item in result if isinstance(item, str)}
 
     async def decide(self, policy_input: dict[str, Any]) -> Decision:
         body = json.dumps({"input": policy_input}, separators=(",", ":")).encode()

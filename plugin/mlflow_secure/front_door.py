@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from mlflow_secure import authorship, gate
+from mlflow_secure import authorship, gate, listings
 from mlflow_secure.audit.events import client_ip
 from mlflow_secure.audit.log import AuditLog
 from mlflow_secure.decision_client import PolicyUnavailable
@@ -25,6 +25,7 @@ from mlflow_secure.errors import ErrorResponse
 from mlflow_secure.identity.authenticator import Authenticator, AuthError
 from mlflow_secure.identity.subject import bind_subject, unbind_subject
 from mlflow_secure.policy_engine import PolicyEngine
+from mlflow_secure.resolution import AmbiguousRequest, request_params
 from mlflow_secure.resources import ResourceResolver
 from mlflow_secure.route_matcher import RouteMatcher
 from mlflow_secure.routes import Action, classify
@@ -107,6 +108,38 @@ class _Pipeline:
         trail.decision_id = gate.new_decision_id()
         return gate.policy_input(trail.subject, trail.action, trail.resource, trail.facts)
 
+    def listing(self, trail: gate.Trail, body: bytes) -> Any:
+        """For an allowed, narrowed listing: a reply to send, a narrowed body, or None."""
+        action, facts, config = trail.action, trail.facts, self.config
+        if not listings.narrows(action.endpoint) or config.resolver is None:
+            return None
+        subject = trail.subject.policy_input()
+        who = {"endpoint": action.endpoint, "access": "read", "method": facts.method}
+
+        def allowed(resources: list[dict[str, Any]]) -> set[str]:
+            return config.engine.client.filter_sync(
+                {"subject": subject, "action": who, "resources": resources}
+            )
+
+        try:
+            params = request_params(facts.method, facts.query, body, action.path_params)
+            if action.endpoint == "mlflow.runs.search":
+                readable = listings.readable_experiments(params, config.resolver, allowed)
+                if readable is None:
+                    return None  # no experiment list: MLflow's handler rejects the request
+                if not readable:
+                    return listings.JsonReply(200, b"{}")
+                return listings.narrowed_runs_body(params, readable)
+            store = config.resolver.tracking_store()
+            return listings.JsonReply(200, listings.search_experiments(params, store, allowed))
+        except (listings.ListingError, AmbiguousRequest) as exc:
+            return trail.refuse(ErrorResponse(400, str(exc)), "deny", str(exc))
+        except listings.MlflowException as exc:
+            return listings.mlflow_error(exc)
+        except PolicyUnavailable as exc:
+            _log_problem(str(exc))
+            return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
+
     def verdict(self, trail: gate.Trail, decision: Any) -> ErrorResponse | None:
         if isinstance(decision, PolicyUnavailable):
             _log_problem(str(decision))
@@ -176,7 +209,7 @@ class SecureASGIMiddleware:
             await _send_asgi(send, gate.POLICY_DOWN)
             return
         outcome = await self._authorise(scope, receive, trail)
-        if isinstance(outcome, ErrorResponse):
+        if not isinstance(outcome, tuple):  # an error, or a reply the front door makes itself
             await _send_asgi(send, outcome)
             return
         scope, receive = outcome
@@ -191,7 +224,7 @@ class SecureASGIMiddleware:
 
     async def _authorise(
         self, scope: Scope, receive: Callable, trail: gate.Trail
-    ) -> ErrorResponse | tuple[Scope, Callable]:
+    ) -> ErrorResponse | listings.JsonReply | tuple[Scope, Callable]:
         config, pipeline, facts = self.config, self.pipeline, trail.facts
         action = pipeline.route(trail)
         if isinstance(action, ErrorResponse):
@@ -239,6 +272,13 @@ class SecureASGIMiddleware:
         refused = pipeline.verdict(trail, decision)
         if refused is not None:
             return refused
+        if listings.narrows(action.endpoint):
+            narrowed = await anyio.to_thread.run_sync(pipeline.listing, trail, body)
+            if isinstance(narrowed, bytes):
+                scope = _with_content_length(scope, len(narrowed))
+                receive = _replay(narrowed)
+            elif narrowed is not None:
+                return narrowed
         # MLflow's native routes (gateway budgets, jobs, MCP) read the user from here.
         scope = {**scope, "state": {**scope.get("state", {}), "username": subject.name}}
         return scope, receive
@@ -286,7 +326,7 @@ def _with_content_length(scope: Scope, length: int) -> Scope:
     return {**scope, "headers": headers}
 
 
-async def _send_asgi(send: Callable, error: ErrorResponse) -> None:
+async def _send_asgi(send: Callable, error: ErrorResponse | listings.JsonReply) -> None:
     headers = [(name.encode(), value.encode()) for name, value in error.header_list()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": error.body()})
@@ -344,7 +384,7 @@ class SecureWSGIMiddleware:
             trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
             return _send_wsgi(start_response, gate.POLICY_DOWN)
         outcome = self._authorise(environ, trail)
-        if isinstance(outcome, ErrorResponse):
+        if outcome is not None:  # an error, or a reply the front door makes itself
             return _send_wsgi(start_response, outcome)
         if trail.subject is None:  # public route
             return list(self.app(environ, start_response))
@@ -355,7 +395,9 @@ class SecureWSGIMiddleware:
         finally:
             unbind_subject(token)
 
-    def _authorise(self, environ: dict[str, Any], trail: gate.Trail) -> ErrorResponse | None:
+    def _authorise(
+        self, environ: dict[str, Any], trail: gate.Trail
+    ) -> ErrorResponse | listings.JsonReply | None:
         config, pipeline, facts = self.config, self.pipeline, trail.facts
         action = pipeline.route(trail)
         if isinstance(action, ErrorResponse):
@@ -395,7 +437,15 @@ class SecureWSGIMiddleware:
             decision: Any = config.engine.client.decide_sync(pipeline.policy_input(trail))
         except PolicyUnavailable as exc:
             decision = exc
-        return pipeline.verdict(trail, decision)
+        refused = pipeline.verdict(trail, decision)
+        if refused is not None:
+            return refused
+        narrowed = pipeline.listing(trail, body)
+        if isinstance(narrowed, bytes):
+            environ["wsgi.input"] = io.BytesIO(narrowed)
+            environ["CONTENT_LENGTH"] = str(len(narrowed))
+            return None
+        return narrowed
 
 
 def _wsgi_authorization(environ: dict[str, Any]) -> list[bytes]:
@@ -418,8 +468,9 @@ def _read_wsgi_body(environ: dict[str, Any]) -> bytes | None:
     return environ["wsgi.input"].read(length) if length > 0 else b""
 
 
-def _send_wsgi(start_response: Callable, error: ErrorResponse) -> list[bytes]:
+def _send_wsgi(start_response: Callable, error: ErrorResponse | listings.JsonReply) -> list[bytes]:
     reason = {
+        200: "OK",
         400: "Bad Request",
         401: "Unauthorized",
         403: "Forbidden",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mlflow_secure import authorship
+from mlflow_secure import authorship, listings
 from mlflow_secure.audit.events import AuditEvent
 from mlflow_secure.decision_client import Decision
 from mlflow_secure.errors import ErrorResponse, unauthenticated, unavailable
@@ -74,8 +74,8 @@ def resource_for(
     except AmbiguousRequest as exc:
         return ErrorResponse(400, f"Ambiguous request: {exc}.")
     if action.spec.listing:
-        # Listing results are not yet narrowed per item: the policy must know.
-        resource["filtered"] = False
+        # Whether the results will be narrowed per item (listings.py): the policy must know.
+        resource["filtered"] = listings.narrows(action.endpoint)
     return resource
 
 

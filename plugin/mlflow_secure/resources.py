@@ -82,6 +82,9 @@ class ResourceResolver:
         self._experiments = _Cache(ttl=ATTRIBUTE_TTL)
         self._registered_models = _Cache(ttl=ATTRIBUTE_TTL)
 
+    def tracking_store(self) -> Any:
+        return self._tracking()
+
     # -------------------------------------------------------------- invalidation
 
     def forget_experiment(self, experiment_id: str) -> None:

@@ -174,18 +174,87 @@ def test_auditor_reads_everything_and_writes_nothing(world):
 
 
 def test_unfiltered_listings_are_for_administrators_and_auditors(world):
-    _, actors, _ = world
-    for prefix in PREFIXES:
-        denied = actors["bob"].call(
-            "GET", "/2.0/mlflow/experiments/search?max_results=100", prefix=prefix
+    _, actors, _ids = world
+    query = '{ mlflowSearchRuns(input: {experimentIds: ["1"]}) { runs { info { runId } } } }'
+    graphql = actors["bob"].call("POST", "/graphql", prefix="", json={"query": query})
+    assert graphql.status_code == 403
+    models = actors["bob"].call("GET", "/2.0/mlflow/registered-models/search?max_results=10")
+    assert models.status_code == 403
+    assert "until its results are filtered" in models.json()["reasons"][0]
+    assert (
+        actors["audrey"]
+        .call("GET", "/2.0/mlflow/registered-models/search?max_results=10")
+        .status_code
+        == 200
+    )
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_experiment_search_shows_only_what_the_caller_may_read(world, prefix):
+    _, actors, _ids = world
+
+    def names(actor, **params):
+        response = actor.call(
+            "GET",
+            "/2.0/mlflow/experiments/search",
+            prefix=prefix,
+            params={"max_results": 100, **params},
         )
-        assert denied.status_code == 403, denied.text
-        query = '{ mlflowSearchRuns(input: {experimentIds: ["1"]}) { runs { info { runId } } } }'
-        graphql = actors["bob"].call("POST", "/graphql", prefix="", json={"query": query})
-        assert graphql.status_code == 403
-    listed = actors["audrey"].call("GET", "/2.0/mlflow/experiments/search?max_results=100")
-    assert listed.status_code == 200
-    assert len(listed.json()["experiments"]) == 4  # Default + three
+        assert response.status_code == 200, response.text
+        return {e["name"] for e in response.json().get("experiments", [])}
+
+    assert names(actors["bob"]) >= {"churn-confidential"}
+    assert not names(actors["bob"]) & {"fraud-internal", "fraud-restricted"}
+    assert "fraud-internal" in names(actors["alice"])
+    assert "fraud-restricted" not in names(actors["alice"])  # above her clearance
+    assert names(actors["audrey"]) >= {"fraud-internal", "fraud-restricted", "churn-confidential"}
+
+
+def test_experiment_search_pages_are_full_and_never_skip(world):
+    _, actors, _ = world
+    alice = actors["alice"]
+    for index in range(5):
+        tags = [{"key": "mlflow.secure.project", "value": "fraud"}]
+        alice.call(
+            "POST", "/2.0/mlflow/experiments/create", json={"name": f"page-{index}", "tags": tags}
+        )
+    everything = alice.call(
+        "GET", "/2.0/mlflow/experiments/search", params={"max_results": 1000}
+    ).json()["experiments"]
+    seen, token = [], None
+    while True:
+        params = {"max_results": 2, **({"page_token": token} if token else {})}
+        page = alice.call("GET", "/2.0/mlflow/experiments/search", params=params).json()
+        seen += [e["experiment_id"] for e in page.get("experiments", [])]
+        token = page.get("next_page_token")
+        if not token:
+            break
+        assert len(page["experiments"]) == 2  # pages are filled
+    assert seen == [e["experiment_id"] for e in everything]
+    assert "total" not in json.dumps(page)
+    bad = alice.call("GET", "/2.0/mlflow/experiments/search", params={"page_token": "!!"})
+    assert bad.status_code == 400
+
+
+def test_run_search_is_narrowed_to_readable_experiments(world):
+    _, actors, ids = world
+    body = {"experiment_ids": [ids["fraud"], ids["churn"]], "max_results": 100}
+    for prefix in PREFIXES:
+        bob = actors["bob"].call("POST", "/2.0/mlflow/runs/search", prefix=prefix, json=body)
+        assert bob.status_code == 200, bob.text
+        assert all(
+            run["info"]["experiment_id"] == ids["churn"] for run in bob.json().get("runs", [])
+        )
+        only_fraud = actors["bob"].call(
+            "POST",
+            "/2.0/mlflow/runs/search",
+            prefix=prefix,
+            json={"experiment_ids": [ids["fraud"]]},
+        )
+        assert only_fraud.status_code == 200
+        assert only_fraud.json() == {}
+    alice = actors["alice"].call("POST", "/2.0/mlflow/runs/search", json=body).json()
+    assert ids["fraud_run"] in {run["info"]["run_id"] for run in alice["runs"]}
 
 
 def test_creating_in_a_project_needs_editor_there(world):
