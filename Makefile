@@ -50,6 +50,7 @@ format: setup
 
 # Performance goals live here, not in timed tests; each prints ratios against stock MLflow.
 bench: setup
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:

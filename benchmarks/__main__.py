@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import auth_overhead
+from benchmarks import auth_overhead, authz_throughput
 
-BENCHMARKS = {"auth_overhead": auth_overhead.main}
+BENCHMARKS = {"auth_overhead": auth_overhead.main, "authz_throughput": authz_throughput.main}
 
 
 def main(argv: list[str]) -> int:

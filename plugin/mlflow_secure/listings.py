@@ -71,7 +71,9 @@ def narrowed_runs_body(params: Mapping[str, Any], experiment_ids: list[str]) -> 
 # ------------------------------------------------------------------------- experiments search
 
 
-def _encode_token(store_token: str | None, offset: int) -> str:
+def _encode_token(store_token: str | bytes | None, offset: int) -> str:
+    if isinstance(store_token, bytes):  # MLflow's SQL store hands back base64 bytes
+        store_token = store_token.decode("ascii")
     raw = json.dumps({"t": store_token, "o": offset}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode()
 

@@ -65,13 +65,23 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def _values(params: Mapping[str, Any], name: str) -> list[Any]:
+    """Values at `name`, a field or a dotted path into nested objects, in either spelling."""
+    head, _, rest = name.partition(".")
+    found = [params[s] for s in {head, _camel(head)} if s in params]
+    if not rest:
+        return found
+    return [v for value in found if isinstance(value, dict) for v in _values(value, rest)]
+
+
 def pick(params: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
-    """The one value named by `names` and their camelCase spellings, or None."""
+    """The one value named by `names` (fields or dotted paths, either spelling), or None."""
     found = {
-        str(params[spelling])
+        str(value)
         for name in names
-        for spelling in {name, _camel(name)}
-        if params.get(spelling) not in (None, "")
+        if "[]" not in name and not name.startswith("header:")
+        for value in _values(params, name)
+        if value not in (None, "") and not isinstance(value, dict | list)
     }
     if len(found) > 1:
         raise AmbiguousRequest(f"{' / '.join(names)} name different resources")

@@ -408,3 +408,82 @@ def test_artifact_path_traversal_is_refused(world, path):
         headers={"Authorization": f"Bearer {actors['admin'].key}"},
     )
     assert response.status_code in (400, 404), response.text
+
+
+def test_other_resource_families_are_isolated_between_teams(world):
+    _, actors, ids = world
+    alice, bob = actors["alice"], actors["bob"]
+    project = [{"key": "mlflow.secure.project", "value": "fraud"}]
+    # Registered model and version in project fraud, created by its editor.
+    model = alice.call(
+        "POST",
+        "/2.0/mlflow/registered-models/create",
+        json={"name": "fraud-model", "tags": project},
+    )
+    assert model.status_code == 200, model.text
+    version = alice.call(
+        "POST",
+        "/2.0/mlflow/model-versions/create",
+        json={
+            "name": "fraud-model",
+            "source": f"runs:/{ids['fraud_run']}/model",
+            "run_id": ids["fraud_run"],
+        },
+    )
+    assert version.status_code == 200, version.text
+    # A logged model and a trace in the fraud experiment.
+    logged = alice.call(
+        "POST", "/2.0/mlflow/logged-models", json={"experiment_id": ids["fraud"], "name": "lm"}
+    )
+    assert logged.status_code == 200, logged.text
+    model_id = logged.json()["model"]["info"]["model_id"]
+    trace = alice.call(
+        "POST",
+        "/3.0/mlflow/traces",
+        json={
+            "trace": {
+                "trace_info": {
+                    "trace_id": "tr-0123456789abcdef0123456789abcdef",
+                    "trace_location": {
+                        "type": "MLFLOW_EXPERIMENT",
+                        "mlflow_experiment": {"experiment_id": ids["fraud"]},
+                    },
+                    "request_time": "2026-01-01T00:00:00Z",
+                    "state": "OK",
+                }
+            }
+        },
+    )
+    assert trace.status_code == 200, trace.text
+    trace_id = trace.json()["trace"]["trace_info"]["trace_id"]
+
+    reads = [
+        "/2.0/mlflow/registered-models/get?name=fraud-model",
+        "/2.0/mlflow/model-versions/get?name=fraud-model&version=1",
+        f"/2.0/mlflow/logged-models/{model_id}",
+        f"/3.0/mlflow/traces/{trace_id}",
+    ]
+    for path in reads:
+        assert alice.call("GET", path).status_code == 200, path
+        for prefix in PREFIXES:
+            response = bob.call("GET", path, prefix=prefix)
+            assert response.status_code == 403, (prefix, path, response.text)
+    writes = [
+        (
+            "POST",
+            "/2.0/mlflow/registered-models/set-tag",
+            {"name": "fraud-model", "key": "k", "value": "v"},
+        ),
+        ("DELETE", "/2.0/mlflow/model-versions/delete", {"name": "fraud-model", "version": "1"}),
+        ("DELETE", f"/2.0/mlflow/logged-models/{model_id}", None),
+        ("PATCH", f"/3.0/mlflow/traces/{trace_id}/tags", {"key": "k", "value": "v"}),
+    ]
+    for method, path, body in writes:
+        response = bob.call(method, path, json=body)
+        assert response.status_code == 403, (method, path, response.text)
+    assert (
+        alice.call("GET", "/2.0/mlflow/model-versions/get?name=fraud-model&version=1").json()[
+            "model_version"
+        ]["current_stage"]
+        == "None"
+    )

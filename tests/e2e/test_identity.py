@@ -142,9 +142,11 @@ def test_cli_service_account_key_and_the_secure_auth_provider(server, admin_key,
     assert subject["kind"] == "service"
     assert subject["scopes"] == ["write"]
     assert subject["key_projects"] == ["fraud"]
-    # The service account is no administrator: unfiltered listings are closed to it.
+    # The service account is no administrator and has no project role yet: its experiment
+    # search is narrowed to nothing, and listings that cannot be narrowed are closed to it.
+    assert MlflowClient().search_experiments() == []
     with pytest.raises(MlflowException, match="administrators and auditors only") as info:
-        MlflowClient().search_experiments()
+        MlflowClient().search_registered_models()
     assert info.value.error_code == "PERMISSION_DENIED"
 
 
@@ -157,7 +159,7 @@ def test_denials_carry_a_decision_id_and_reasons(server, admin_key):
         )
         assert created.status_code == 200, created.text
         denied = http.get(
-            server.url + "/api/2.0/mlflow/experiments/search?max_results=5",
+            server.url + "/api/2.0/mlflow/registered-models/search?max_results=5",
             headers=basic("bob", "bob's long password"),
         )
     assert denied.status_code == 403
@@ -165,8 +167,8 @@ def test_denials_carry_a_decision_id_and_reasons(server, admin_key):
     assert body["error_code"] == "PERMISSION_DENIED"
     assert len(body["decision_id"]) == 32
     assert body["reasons"] == [
-        "listing experiment is open to administrators and auditors only until its results "
-        "are filtered"
+        "listing registered_model is open to administrators and auditors only until its "
+        "results are filtered"
     ]
     assert body["decision_id"] in server.log()
 

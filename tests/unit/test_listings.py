@@ -92,3 +92,20 @@ def test_run_search_keeps_only_readable_experiments_in_request_order(store):
     assert (
         listings.readable_experiments({"experiment_ids": "1"}, resolver, lambda rs: set()) is None
     )
+
+
+def test_scanning_across_many_store_pages(store, monkeypatch):
+    """Small store pages: tokens from MLflow's store (bytes) are carried across requests."""
+    monkeypatch.setattr(listings, "STORE_PAGE", 7)
+    calls = []
+    seen, token = [], None
+    while True:
+        params = {"max_results": 3, "order_by": ["name ASC"]}
+        if token:
+            params["page_token"] = token
+        names, token = page(store, even_only(calls), **params)
+        seen += names
+        if not token:
+            break
+    assert seen == [f"exp-{i:02d}" for i in range(0, 30, 2)]
+    assert max(calls) <= 7  # each filter call covers at most one store page
