@@ -220,3 +220,12 @@ def test_bootstrap_refuses_a_malformed_supplied_key(sessions, tmp_path):
 )
 def test_default_identity_uri_sits_beside_the_tracking_store(backend, expected):
     assert store.default_identity_uri(backend) == expected
+
+
+def test_a_new_sqlite_identity_store_is_private(tmp_path):
+    engine = store.open_engine(f"sqlite:///{tmp_path / 'private.db'}")
+    with store.migration_lock(engine):
+        store.migrate(engine)
+    engine.dispose()
+    for path in tmp_path.glob("private.db*"):
+        assert path.stat().st_mode & 0o077 == 0, path

@@ -78,9 +78,24 @@ def default_identity_uri(backend_store_uri: str | None) -> str:
     return backend_store_uri
 
 
+def _create_private(database: str) -> None:
+    """Key digests, password hashes and the audit trail: readable by the server's user only.
+
+    SQLite gives its -wal and -shm files the database file's permissions, so creating the
+    (empty, hence valid) database file 0600 first covers all three.
+    """
+    path = Path(database)
+    if database != ":memory:" and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def open_engine(uri: str) -> Engine:
     url = make_url(uri)
     if url.get_backend_name() == "sqlite":
+        if url.database:
+            _create_private(url.database)
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
