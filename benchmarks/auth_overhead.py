@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 from tests.support import servers
 
+from benchmarks.authz_throughput import stock_server
+
 REQUESTS_PER_BATCH = 200
 BATCHES = 10
 WARMUP = 200
@@ -35,27 +37,6 @@ def _latencies(client: httpx.Client, url: str, count: int) -> list[float]:
         if response.status_code != 200:
             raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:200]}")
     return samples
-
-
-def _stock_server(directory: Path) -> servers.Server:
-    port = servers.free_port()
-    backend = f"sqlite:///{directory / 'mlflow.db'}"
-    command = [
-        servers.MLFLOW,
-        "server",
-        "--backend-store-uri",
-        backend,
-        "--artifacts-destination",
-        str(directory / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    env = servers.server_env(directory)
-    return servers.wait_healthy(servers.spawn(directory, command, env, port, backend))
 
 
 def _in_process_costs(policy_dir: Path) -> tuple[float, float]:
@@ -102,7 +83,7 @@ def main() -> None:
         root = Path(tmp)
         (root / "stock").mkdir()
         (root / "secure").mkdir()
-        stock = _stock_server(root / "stock")
+        stock = stock_server(root / "stock", workers=1)
         secure = servers.start(root / "secure")
         try:
             key = secure.admin_key()

@@ -24,7 +24,10 @@ WORKERS = 2
 BASIC_PASSWORD = "benchmark-admin-password-1"
 
 
-def _stock(directory: Path, extra: list[str] | None = None, env: dict | None = None):
+def stock_server(
+    directory: Path, extra: list[str] | None = None, env: dict | None = None, workers: int = WORKERS
+) -> servers.Server:
+    """`mlflow server` (no app, or `extra` options) on its own SQLite database."""
     port = servers.free_port()
     backend = f"sqlite:///{directory / 'mlflow.db'}"
     command = [
@@ -39,7 +42,7 @@ def _stock(directory: Path, extra: list[str] | None = None, env: dict | None = N
         "--port",
         str(port),
         "--workers",
-        str(WORKERS),
+        str(workers),
         *(extra or []),
     ]
     server_env = servers.server_env(directory, env)
@@ -59,7 +62,7 @@ def _basic_auth(directory: Path):
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "benchmark-secret-key",
     }
-    return _stock(directory, ["--app-name", "basic-auth"], env)
+    return stock_server(directory, ["--app-name", "basic-auth"], env)
 
 
 def _load(url: str, headers: dict[str, str]) -> float:
@@ -150,7 +153,7 @@ def main() -> None:
         for name in ("stock", "basic", "secure", "stock10k", "secure10k"):
             (root / name / "artifacts").mkdir(parents=True)
         results = {}
-        stock = _stock(root / "stock")
+        stock = stock_server(root / "stock")
         try:
             results["stock"] = _load(stock.url, {})
         finally:
@@ -180,7 +183,7 @@ def main() -> None:
         _seed_experiments(seeded, 10_000, 100)
         shutil.copy(seeded, root / "stock10k" / "mlflow.db")
         shutil.copy(seeded, root / "secure10k" / "mlflow.db")
-        stock = _stock(root / "stock10k")
+        stock = stock_server(root / "stock10k")
         try:
             stock_median, stock_found = _search_latency(stock.url, {})
         finally:

@@ -85,8 +85,8 @@ def _create_private(database: str) -> None:
     (empty, hence valid) database file 0600 first covers all three.
     """
     path = Path(database)
-    if database != ":memory:" and not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    # A missing directory stays an error for SQLite to report; only the file is created here.
+    if database != ":memory:" and path.parent.is_dir() and not path.exists():
         with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
