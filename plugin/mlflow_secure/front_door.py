@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from mlflow.exceptions import MlflowException
 
 from mlflow_secure import authorship, gate, listings
 from mlflow_secure.audit.events import client_ip
@@ -42,9 +43,9 @@ class FrontDoorConfig:
     authenticator: Authenticator
     sessions: Any  # sessionmaker of the identity store
     health_paths: frozenset[str]
+    matcher: RouteMatcher  # every MLflow request is classified through the route census
+    resolver: ResourceResolver
     static_prefix: str = ""
-    matcher: RouteMatcher | None = None  # None: MLflow routes stay `mlflow.unmapped`
-    resolver: ResourceResolver | None = None
     audit: AuditLog | None = None
     trusted_proxies: tuple = ()
 
@@ -111,7 +112,7 @@ class _Pipeline:
     def listing(self, trail: gate.Trail, body: bytes) -> Any:
         """For an allowed, narrowed listing: a reply to send, a narrowed body, or None."""
         action, facts, config = trail.action, trail.facts, self.config
-        if not listings.narrows(action.endpoint) or config.resolver is None:
+        if not listings.narrows(action.endpoint):
             return None
         subject = trail.subject.policy_input()
         who = {"endpoint": action.endpoint, "access": "read", "method": facts.method}
@@ -134,7 +135,7 @@ class _Pipeline:
             return listings.JsonReply(200, listings.search_experiments(params, store, allowed))
         except (listings.ListingError, AmbiguousRequest) as exc:
             return trail.refuse(ErrorResponse(400, str(exc)), "deny", str(exc))
-        except listings.MlflowException as exc:
+        except MlflowException as exc:
             return listings.mlflow_error(exc)
         except PolicyUnavailable as exc:
             _log_problem(str(exc))

@@ -61,13 +61,11 @@ def resource_for(
     facts: RequestFacts,
     body: bytes,
     sessions: Any,
-    resolver: ResourceResolver | None,
+    resolver: ResourceResolver,
 ) -> dict[str, Any] | ErrorResponse:
     """The policy's resource, read from the stores (database I/O: a worker thread in ASGI)."""
     if action.plugin_path is not None:
         return resolve_resource(action, subject, facts.query, body, sessions)
-    if action.spec is None or resolver is None:
-        return {"type": "unmapped"}
     try:
         params = request_params(facts.method, facts.query, body, action.path_params)
         resource = resolve(action.spec, params, resolver, subject.name)
@@ -81,7 +79,7 @@ def resource_for(
 
 def after_allowed_change(action: Action, resource: dict[str, Any], resolver: Any) -> None:
     """This worker forgets cached attributes a request it let through may change."""
-    if resolver is None or action.access == "read" or not resource.get("id"):
+    if action.access == "read" or not resource.get("id"):
         return
     if resource.get("type") == "experiment":
         resolver.forget_experiment(resource["id"])

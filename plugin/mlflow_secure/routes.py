@@ -20,7 +20,6 @@ from mlflow_secure.route_census import RouteSpec, lookup
 from mlflow_secure.route_matcher import RouteMatcher
 
 PLUGIN_API = "/api/2.0/mlflow-secure/"
-_METHOD_ACCESS = {"GET": "read", "HEAD": "read", "OPTIONS": "read", "DELETE": "delete"}
 
 
 @dataclass(frozen=True)
@@ -80,9 +79,7 @@ def logical_path(path: str, static_prefix: str = "") -> str:
     return path
 
 
-def classify(
-    method: str, path: str, static_prefix: str = "", matcher: RouteMatcher | None = None
-) -> Action | None:
+def classify(method: str, path: str, static_prefix: str, matcher: RouteMatcher) -> Action | None:
     """None: no route serves this request (or the census lacks it): refuse it unasked."""
     logical = logical_path(path, static_prefix)
     if logical.startswith(PLUGIN_API):
@@ -92,8 +89,6 @@ def classify(
             return Action("mlflow-secure.unknown", "admin", sub)
         name, access = mapped
         return Action(f"mlflow-secure.{name}", access, sub)
-    if matcher is None:
-        return Action("mlflow.unmapped", _METHOD_ACCESS.get(method, "write"))
     matched = matcher.match(method, path)
     if matched is None:
         return None

@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
 from mlflow_secure.decision_client import Decision, PolicyUnavailable
 from mlflow_secure.front_door import FrontDoorConfig, SecureASGIMiddleware, SecureWSGIMiddleware
@@ -14,6 +15,8 @@ from mlflow_secure.identity.authenticator import Authenticator
 from mlflow_secure.identity.subject import current_subject
 from mlflow_secure.identity.throttle import Throttle
 from mlflow_secure.log_redaction import QueryStringRedactor
+from mlflow_secure.resources import ResourceResolver
+from mlflow_secure.route_matcher import RouteMatcher
 
 HEALTH = frozenset({"/health"})
 
@@ -66,14 +69,35 @@ def identity(tmp_path):
     engine.dispose()
 
 
-def config(identity, engine):
+@pytest.fixture(scope="module")
+def matcher():
+    from mlflow.server import app as flask_app
+    from mlflow.server.fastapi_app import create_fastapi_app
+
+    return RouteMatcher(flask_app, create_fastapi_app(flask_app))
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tracking")
+    return SqlAlchemyStore(f"sqlite:///{root / 'mlflow.db'}", "mlflow-artifacts:/")
+
+
+@pytest.fixture
+def config(identity, matcher, tracking):
     sessions, _ = identity
-    return FrontDoorConfig(
-        engine=engine,
-        authenticator=Authenticator(sessions, Throttle(sessions)),
-        sessions=sessions,
-        health_paths=HEALTH,
-    )
+
+    def build(engine):
+        return FrontDoorConfig(
+            engine=engine,
+            authenticator=Authenticator(sessions, Throttle(sessions)),
+            sessions=sessions,
+            health_paths=HEALTH,
+            matcher=matcher,
+            resolver=ResourceResolver(lambda: tracking, lambda: None),
+        )
+
+    return build
 
 
 def call_asgi(middleware, scope, body=b""):
@@ -113,15 +137,15 @@ def bearer(key):
     return [(b"authorization", f"Bearer {key}".encode())]
 
 
-def test_health_passes_when_policy_engine_answers(identity):
+def test_health_passes_when_policy_engine_answers(config):
     _reached, sent = call_asgi(
-        SecureASGIMiddleware(None, config(identity, FakeEngine())), http_scope("GET", "/health")
+        SecureASGIMiddleware(None, config(FakeEngine())), http_scope("GET", "/health")
     )
     assert sent[0]["status"] == 200
 
 
-def test_health_is_503_while_policy_engine_is_down(identity):
-    middleware = SecureASGIMiddleware(None, config(identity, FakeEngine("unreachable /secret")))
+def test_health_is_503_while_policy_engine_is_down(config):
+    middleware = SecureASGIMiddleware(None, config(FakeEngine("unreachable /secret")))
     reached, sent = call_asgi(middleware, http_scope("GET", "/health"))
     assert not reached
     assert sent[0]["status"] == 503
@@ -132,13 +156,17 @@ def test_health_is_503_while_policy_engine_is_down(identity):
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/health"), ("GET", "/health/"), ("GET", "//health"), ("GET", "/api/2.0/mlflow/x")],
+    [
+        ("GET", "/api/2.0/mlflow/experiments/get"),
+        ("POST", "/api/2.0/mlflow/runs/create"),
+        ("GET", "/ajax-api/2.0/mlflow/runs/get"),
+        ("POST", "/v1/traces"),
+        ("GET", "/version"),
+    ],
 )
-def test_no_credentials_is_401_with_both_challenges(identity, method, path):
+def test_no_credentials_is_401_with_both_challenges(config, method, path):
     engine = FakeEngine()
-    reached, sent = call_asgi(
-        SecureASGIMiddleware(None, config(identity, engine)), http_scope(method, path)
-    )
+    reached, sent = call_asgi(SecureASGIMiddleware(None, config(engine)), http_scope(method, path))
     assert not reached
     assert engine.client.inputs == []  # anonymous requests never reach the policy
     start, body = sent
@@ -148,29 +176,44 @@ def test_no_credentials_is_401_with_both_challenges(identity, method, path):
     assert json.loads(body["body"])["error_code"] == "UNAUTHENTICATED"
 
 
-def test_allowed_request_reaches_the_app_with_the_subject_bound(identity):
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/health"), ("GET", "/health/"), ("GET", "/api/2.0/mlflow/x")],
+)
+def test_routes_no_one_serves_are_404_before_credentials_or_policy(config, method, path):
+    engine = FakeEngine()
+    reached, sent = call_asgi(SecureASGIMiddleware(None, config(engine)), http_scope(method, path))
+    assert not reached
+    assert engine.client.inputs == []
+    assert sent[0]["status"] == 404
+    assert json.loads(sent[1]["body"])["error_code"] == "ENDPOINT_NOT_FOUND"
+
+
+def test_allowed_request_reaches_the_app_with_the_subject_bound(identity, config):
     engine = FakeEngine()
     _, key = identity
     reached, sent = call_asgi(
-        SecureASGIMiddleware(None, config(identity, engine)),
-        http_scope("GET", "/api/2.0/mlflow/experiments/search", bearer(key)),
+        SecureASGIMiddleware(None, config(engine)),
+        http_scope("GET", "/api/2.0/mlflow/experiments/get", bearer(key), b"experiment_id=0"),
     )
     assert sent[0]["status"] == 200
     assert reached[0][2] == "alice"
     policy_input = engine.client.inputs[0]
     assert policy_input["subject"]["id"] == "alice"
     assert policy_input["action"] == {
-        "endpoint": "mlflow.unmapped",
+        "endpoint": "mlflow.experiments.get",
         "access": "read",
         "method": "GET",
     }
     assert policy_input["request"]["client_ip"] == "127.0.0.1"
+    assert policy_input["resource"]["type"] == "experiment"  # read from MLflow's store
+    assert policy_input["resource"]["id"] == "0"
 
 
-def test_denied_request_is_403_with_reasons(identity):
+def test_denied_request_is_403_with_reasons(identity, config):
     _, key = identity
     reached, sent = call_asgi(
-        SecureASGIMiddleware(None, config(identity, FakeEngine(allow=False))),
+        SecureASGIMiddleware(None, config(FakeEngine(allow=False))),
         http_scope("POST", "/api/2.0/mlflow/runs/create", bearer(key)),
     )
     assert not reached
@@ -180,18 +223,18 @@ def test_denied_request_is_403_with_reasons(identity):
     assert len(body["decision_id"]) == 32
 
 
-def test_policy_engine_down_is_503_never_allow(identity):
+def test_policy_engine_down_is_503_never_allow(identity, config):
     _, key = identity
     reached, sent = call_asgi(
-        SecureASGIMiddleware(None, config(identity, FakeEngine(down=True))),
-        http_scope("GET", "/api/2.0/mlflow/experiments/search", bearer(key)),
+        SecureASGIMiddleware(None, config(FakeEngine(down=True))),
+        http_scope("GET", "/api/2.0/mlflow/experiments/get", bearer(key), b"experiment_id=0"),
     )
     assert not reached
     assert sent[0]["status"] == 503
 
 
-def test_websocket_is_closed_and_lifespan_passes(identity):
-    middleware = SecureASGIMiddleware(None, config(identity, FakeEngine()))
+def test_websocket_is_closed_and_lifespan_passes(config):
+    middleware = SecureASGIMiddleware(None, config(FakeEngine()))
     _reached, sent = call_asgi(middleware, {"type": "websocket", "path": "/ws"})
     assert sent == [{"type": "websocket.close", "code": 1008}]
 
@@ -212,25 +255,28 @@ def call_wsgi(middleware, method, path, headers=None):
     return reached, statuses[0], b"".join(body)
 
 
-def test_wsgi_front_door_behaves_the_same(identity):
+def test_wsgi_front_door_behaves_the_same(identity, config):
     _, key = identity
-    middleware = SecureWSGIMiddleware(None, config(identity, FakeEngine()))
+    path = "/api/2.0/mlflow/experiments/get"
+    query = {"QUERY_STRING": "experiment_id=0"}
+    middleware = SecureWSGIMiddleware(None, config(FakeEngine()))
     assert call_wsgi(middleware, "GET", "/health")[1] == "200 OK"
-    reached, status, _body = call_wsgi(middleware, "GET", "/api/2.0/mlflow/x")
+    assert call_wsgi(middleware, "GET", "/api/2.0/mlflow/x")[1] == "404 Not Found"
+    reached, status, _body = call_wsgi(middleware, "GET", path, query)
     assert status == "401 Unauthorized"
     reached, status, _ = call_wsgi(
-        middleware, "GET", "/api/2.0/mlflow/x", {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+        middleware, "GET", path, {**query, "HTTP_AUTHORIZATION": f"Bearer {key}"}
     )
     assert (reached, status) == (["alice"], "200 OK")
     basic = base64.b64encode(f"alice:{key}".encode()).decode()
     _, status, _ = call_wsgi(
-        middleware, "GET", "/x", {"HTTP_AUTHORIZATION": f"Bearer {key}, Basic {basic}"}
+        middleware, "GET", path, {**query, "HTTP_AUTHORIZATION": f"Bearer {key}, Basic {basic}"}
     )
     assert status == "400 Bad Request"  # two credentials folded into one header
-    down = SecureWSGIMiddleware(None, config(identity, FakeEngine(down=True)))
-    assert call_wsgi(down, "GET", "/x", {"HTTP_AUTHORIZATION": f"Bearer {key}"})[1].startswith(
-        "503"
-    )
+    down = SecureWSGIMiddleware(None, config(FakeEngine(down=True)))
+    assert call_wsgi(down, "GET", path, {**query, "HTTP_AUTHORIZATION": f"Bearer {key}"})[
+        1
+    ].startswith("503")
 
 
 def test_access_log_query_strings_are_redacted():
