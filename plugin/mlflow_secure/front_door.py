@@ -110,29 +110,20 @@ class _Pipeline:
         return gate.policy_input(trail.subject, trail.action, trail.resource, trail.facts)
 
     def listing(self, trail: gate.Trail, body: bytes) -> Any:
-        """For an allowed, narrowed listing: a reply to send, a narrowed body, or None."""
+        """For an allowed, narrowed listing: a reply to send, a Rewrite, or None."""
         action, facts, config = trail.action, trail.facts, self.config
-        if not listings.narrows(action.endpoint):
-            return None
         subject = trail.subject.policy_input()
         who = {"endpoint": action.endpoint, "access": "read", "method": facts.method}
 
-        def allowed(resources: list[dict[str, Any]]) -> set[str]:
+        def filter_call(resources: list[dict[str, Any]]) -> set[str]:
             return config.engine.client.filter_sync(
                 {"subject": subject, "action": who, "resources": resources}
             )
 
         try:
             params = request_params(facts.method, facts.query, body, action.path_params)
-            if action.endpoint == "mlflow.runs.search":
-                readable = listings.readable_experiments(params, config.resolver, allowed)
-                if readable is None:
-                    return None  # no experiment list: MLflow's handler rejects the request
-                if not readable:
-                    return listings.JsonReply(200, b"{}")
-                return listings.narrowed_runs_body(params, readable)
-            store = config.resolver.tracking_store()
-            return listings.JsonReply(200, listings.search_experiments(params, store, allowed))
+            listing = listings.ListingRequest(params, facts.method, config.resolver, filter_call)
+            return listings.narrow(action.endpoint, listing)
         except (listings.ListingError, AmbiguousRequest) as exc:
             return trail.refuse(ErrorResponse(400, str(exc)), "deny", str(exc))
         except MlflowException as exc:
@@ -275,9 +266,12 @@ class SecureASGIMiddleware:
             return refused
         if listings.narrows(action.endpoint):
             narrowed = await anyio.to_thread.run_sync(pipeline.listing, trail, body)
-            if isinstance(narrowed, bytes):
-                scope = _with_content_length(scope, len(narrowed))
-                receive = _replay(narrowed)
+            if isinstance(narrowed, listings.Rewrite):
+                if narrowed.body is not None:
+                    scope = _with_content_length(scope, len(narrowed.body))
+                    receive = _replay(narrowed.body)
+                if narrowed.query is not None:
+                    scope = {**scope, "query_string": narrowed.query}
             elif narrowed is not None:
                 return narrowed
         # MLflow's native routes (gateway budgets, jobs, MCP) read the user from here.
@@ -441,10 +435,15 @@ class SecureWSGIMiddleware:
         refused = pipeline.verdict(trail, decision)
         if refused is not None:
             return refused
+        if not listings.narrows(action.endpoint):
+            return None
         narrowed = pipeline.listing(trail, body)
-        if isinstance(narrowed, bytes):
-            environ["wsgi.input"] = io.BytesIO(narrowed)
-            environ["CONTENT_LENGTH"] = str(len(narrowed))
+        if isinstance(narrowed, listings.Rewrite):
+            if narrowed.body is not None:
+                environ["wsgi.input"] = io.BytesIO(narrowed.body)
+                environ["CONTENT_LENGTH"] = str(len(narrowed.body))
+            if narrowed.query is not None:
+                environ["QUERY_STRING"] = narrowed.query.decode("latin-1")
             return None
         return narrowed
 

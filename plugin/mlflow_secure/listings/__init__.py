@@ -1,0 +1,47 @@
+"""Listings narrowed to what the caller may read, with MLflow's pagination kept honest.
+
+Each narrowed endpoint has one function here (see `core` for the three ways a listing is
+narrowed and the one-filter-call rule). A listing endpoint missing from `NARROWERS` reaches
+the policy with `"filtered": false`, which leaves it to administrators and auditors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mlflow_secure.listings import by_experiment, experiments, registry
+from mlflow_secure.listings.core import (
+    JsonReply,
+    ListingError,
+    ListingRequest,
+    Rewrite,
+    mlflow_error,
+)
+
+Narrower = Callable[[ListingRequest], "Rewrite | JsonReply | None"]
+
+NARROWERS: dict[str, Narrower] = {
+    "mlflow.experiments.search": experiments.search,
+    "mlflow.runs.search": by_experiment.search_in_body,
+    "mlflow.registered_models.search": registry.search_registered_models,
+    "mlflow.model_versions.search": registry.search_model_versions,
+}
+
+__all__ = [
+    "NARROWERS",
+    "JsonReply",
+    "ListingError",
+    "ListingRequest",
+    "Rewrite",
+    "mlflow_error",
+    "narrow",
+    "narrows",
+]
+
+
+def narrows(endpoint: str) -> bool:
+    return endpoint in NARROWERS
+
+
+def narrow(endpoint: str, listing: ListingRequest) -> Rewrite | JsonReply | None:
+    return NARROWERS[endpoint](listing)

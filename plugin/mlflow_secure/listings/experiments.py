@@ -1,0 +1,222 @@
+"""Experiment search, answered here: MLflow's query cannot be told which experiments to keep.
+
+On a SQL tracking store the allowed set is pushed into the database work: one query lists the
+ids matching the client's filter in the client's order (ids only, MLflow's own filter and
+order clauses), one reads the policy attributes of every experiment, ONE filter call decides
+the distinct attribute groups, and only the page's experiments are loaded in full. The cost
+is linear in the number of experiments and the policy sees a handful of groups, so a caller
+who may read 1% of 10,000 experiments waits about as long as stock MLflow's unfiltered page.
+Other stores are scanned through MLflow's public search instead (same answer, slower).
+
+Page tokens name a position in the narrowed order, as MLflow's own do in the unfiltered one:
+pages are filled to `max_results`, never skip or repeat an item while nothing changes, and
+reveal no totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mlflow.entities import LifecycleStage, ViewType
+from mlflow.protos.service_pb2 import SearchExperiments
+from mlflow.utils.proto_json_utils import message_to_json, parse_dict
+
+from mlflow_secure.listings.core import (
+    JsonReply,
+    ListingError,
+    ListingRequest,
+    decode_offset,
+    encode_offset,
+    max_results,
+    readable_by_group,
+    readable_by_key,
+)
+from mlflow_secure.resources import CLASSIFICATION_TAG, OWNER_TAG, PROJECT_TAG
+
+POLICY_TAG_PREFIX = "mlflow.secure."
+SCAN_PAGE = 1000
+_SEARCH_FIELDS = {"view_type", "max_results", "order_by", "filter", "page_token"}
+
+
+def attributes(tags: Mapping[str, str], lifecycle_stage: str | None) -> dict[str, Any]:
+    """What the policy reads of a listed experiment (never its id or name: see core)."""
+    return {
+        "type": "experiment",
+        "project": tags.get(PROJECT_TAG) or None,
+        "classification": tags.get(CLASSIFICATION_TAG) or None,
+        "owner": tags.get(OWNER_TAG) or None,
+        "tags": {k: v for k, v in tags.items() if k.startswith(POLICY_TAG_PREFIX)},
+        "lifecycle_stage": lifecycle_stage,
+    }
+
+
+def _parse(params: Mapping[str, Any]) -> Any:
+    message = SearchExperiments()
+    fields = {k: v for k, v in params.items() if k in _SEARCH_FIELDS}
+    if isinstance(fields.get("order_by"), str):
+        fields["order_by"] = [fields["order_by"]]
+    try:
+        parse_dict(fields, message)
+    except Exception as exc:  # protobuf's ParseError and friends
+        raise ListingError(f"Invalid experiments search request: {exc}") from None
+    return message
+
+
+def search(listing: ListingRequest) -> JsonReply:
+    """The JSON MLflow's handler would return, holding only readable experiments."""
+    request = _parse(listing.params)
+    count = max_results(request.max_results)
+    offset = decode_offset(request.page_token)
+    view_type = request.view_type or ViewType.ACTIVE_ONLY
+    store = listing.resolver.tracking_store()
+    finder = _sql_page if _is_sql(store) else _scanned_page
+    experiments, more = finder(
+        store, listing, view_type, request.filter, list(request.order_by), offset, count
+    )
+    response = SearchExperiments.Response()
+    response.experiments.extend(e.to_proto() for e in experiments)
+    if more:
+        response.next_page_token = encode_offset(offset + count)
+    return JsonReply(200, message_to_json(response).encode())
+
+
+# ------------------------------------------------------------------------- SQL stores
+
+
+def _is_sql(store: Any) -> bool:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    return isinstance(store, SqlAlchemyStore)
+
+
+def _sql_page(
+    store: Any,
+    listing: ListingRequest,
+    view_type: int,
+    filter_string: str,
+    order_by: list[str],
+    offset: int,
+    count: int,
+) -> tuple[list[Any], bool]:
+    # MLflow's own clause builders, so filters and orderings mean exactly what they mean to
+    # MLflow (and fail with MLflow's errors); the store's hooks (workspaces) still apply.
+    from functools import reduce
+
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
+    from mlflow.store.tracking.sqlalchemy_store import (
+        _get_search_experiments_filter_clauses,
+        _get_search_experiments_order_by_clauses,
+    )
+    from mlflow.utils.search_utils import SearchExperimentsUtils
+    from sqlalchemy import and_, select
+    from sqlalchemy.orm import aliased
+
+    parsed = SearchExperimentsUtils.parse_search_filter(filter_string)
+    with store.ManagedSessionMaker() as session:
+        attribute_filters, joins = _get_search_experiments_filter_clauses(
+            parsed, store._get_dialect()
+        )
+        stages = set(LifecycleStage.view_type_to_stages(view_type))
+        tag_columns = {key: aliased(SqlExperimentTag) for key in _JOINED_TAGS}
+        query = reduce(
+            lambda s, j: s.join(j),
+            joins,
+            select(
+                SqlExperiment.experiment_id,
+                SqlExperiment.lifecycle_stage,
+                *(tag.value for tag in tag_columns.values()),
+            ),
+        )
+        for key, tag in tag_columns.items():
+            query = query.outerjoin(
+                tag, and_(tag.experiment_id == SqlExperiment.experiment_id, tag.key == key)
+            )
+        rows = session.execute(
+            query.filter(
+                *attribute_filters,
+                SqlExperiment.lifecycle_stage.in_(stages),
+                *store._experiment_where_clauses(),
+            ).order_by(*_get_search_experiments_order_by_clauses(order_by))
+        ).all()
+        extra = _other_policy_tags(session)
+        keys = {str(row[0]): (*row[1:], extra.get(row[0], ())) for row in rows}
+        readable = readable_by_key(keys, _describe, listing.allowed, stored_as="experiment_id")
+        narrowed = [item for item in keys if item in readable]
+        page_ids = narrowed[offset : offset + count]
+        loaded = (
+            session.execute(
+                select(SqlExperiment)
+                .options(*store._get_eager_experiment_query_options())
+                .filter(SqlExperiment.experiment_id.in_([int(i) for i in page_ids]))
+            )
+            .scalars()
+            .all()
+        )
+        retention = store._get_effective_experiment_trace_archival_retention_context()
+        by_id = {str(e.experiment_id): store._to_experiment(e, retention) for e in loaded}
+    return [by_id[i] for i in page_ids if i in by_id], len(narrowed) > offset + count
+
+
+# The tags read by outer joins in the ordered query; any other policy tag is read apart.
+_JOINED_TAGS = (PROJECT_TAG, CLASSIFICATION_TAG, OWNER_TAG)
+
+
+def _describe(key: tuple) -> dict[str, Any]:
+    stage, project, classification, owner, extra = key
+    tags = dict(extra)
+    for name, value in ((PROJECT_TAG, project), (CLASSIFICATION_TAG, classification)):
+        if value is not None:
+            tags[name] = value
+    return attributes({**tags, OWNER_TAG: owner} if owner is not None else tags, stage)
+
+
+def _other_policy_tags(session: Any) -> dict[int, tuple[tuple[str, str], ...]]:
+    """Policy tags beyond project and classification (rare), per experiment, sorted."""
+    from mlflow.store.tracking.dbmodels.models import SqlExperimentTag
+    from sqlalchemy import select
+
+    found: dict[int, dict[str, str]] = {}
+    rows = session.execute(
+        select(SqlExperimentTag.experiment_id, SqlExperimentTag.key, SqlExperimentTag.value).where(
+            SqlExperimentTag.key.like(POLICY_TAG_PREFIX + "%"),
+            SqlExperimentTag.key.not_in(_JOINED_TAGS),
+        )
+    )
+    for experiment_id, key, value in rows:
+        # LIKE ignores case on SQLite: keep exactly the keys the policy reads.
+        if key.startswith(POLICY_TAG_PREFIX):
+            found.setdefault(experiment_id, {})[key] = value
+    return {i: tuple(sorted(tags.items())) for i, tags in found.items()}
+
+
+# ------------------------------------------------------------------------- other stores
+
+
+def _scanned_page(
+    store: Any,
+    listing: ListingRequest,
+    view_type: int,
+    filter_string: str,
+    order_by: list[str],
+    offset: int,
+    count: int,
+) -> tuple[list[Any], bool]:
+    matching: list[Any] = []
+    token = None
+    while True:
+        page = store.search_experiments(
+            view_type=view_type,
+            max_results=SCAN_PAGE,
+            order_by=order_by,
+            filter_string=filter_string,
+            page_token=token,
+        )
+        matching.extend(page)
+        token = page.token
+        if not token:
+            break
+    described = {e.experiment_id: attributes(e.tags or {}, e.lifecycle_stage) for e in matching}
+    readable = readable_by_group(described, listing.allowed, stored_as="experiment_id")
+    narrowed = [e for e in matching if e.experiment_id in readable]
+    return narrowed[offset : offset + count], len(narrowed) > offset + count
