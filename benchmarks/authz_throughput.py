@@ -158,9 +158,11 @@ def _search_latency(url: str, headers: dict[str, str], rounds: int = 20) -> tupl
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        if os.environ.get("BENCH_ONLY") != "search":
+        only = os.environ.get("BENCH_ONLY")  # "throughput" or "search": one half alone
+        if only != "search":
             _throughput(root)
-        _search(root)
+        if only != "throughput":
+            _search(root)
 
 
 def _throughput(root: Path) -> None:

@@ -20,6 +20,7 @@ from mlflow_secure.identity.service import start_identity
 from mlflow_secure.log_redaction import install_access_log_redaction
 from mlflow_secure.opa_toolchain import OpaToolchainError
 from mlflow_secure.policy_engine import StartupError, start_policy_engine
+from mlflow_secure.shadow import start_shadow
 
 _logger = logging.getLogger("mlflow_secure")
 # gunicorn halts (instead of respawning) when a worker exits with this code.
@@ -73,6 +74,7 @@ def create_app() -> Any:
         identity = start_identity(settings)
         audit = open_audit_log(identity.uri, settings.audit_log_file)
         engine = start_policy_engine(settings)
+        shadow = start_shadow(settings)
     except (ConfigError, OpaToolchainError, StartupError) as exc:
         _refuse_to_start(str(exc))
 
@@ -114,6 +116,7 @@ def create_app() -> Any:
         resolver=ResourceResolver(_get_tracking_store, _get_model_registry_store),
         audit=audit,
         trusted_proxies=trusted_proxies,
+        shadow=shadow,
     )
     if fastapi_app is not None:
         return SecureASGIMiddleware(fastapi_app, config)

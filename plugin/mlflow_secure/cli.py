@@ -20,6 +20,7 @@ from mlflow_secure.opa_toolchain import (
     opa_version,
 )
 from mlflow_secure.policy_engine import PROBE_INPUT
+from mlflow_secure.policy_revision import directory_revision, fetch_revision
 
 
 def _settings():
@@ -83,10 +84,15 @@ def opa_status(url: str | None) -> None:
         )
     try:
         endpoint = parse_opa_url(target)
-        decision = DecisionClient(endpoint, settings.opa_timeout).decide_sync(PROBE_INPUT)
+        client = DecisionClient(endpoint, settings.opa_timeout)
+        decision = client.decide_sync(PROBE_INPUT)
     except (ConfigError, PolicyUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"OPA at {target} answers: probe decision allow={decision.allow}")
+    try:
+        click.echo(f"  policy revision: {fetch_revision(client)}")
+    except PolicyUnavailable as exc:  # the decision already answered; this is informational
+        click.echo(f"  policy revision: unknown ({exc})")
     if endpoint.uds is None:
         for module in _loaded_policy_modules(target):
             click.echo(f"  policy module: {module}")
@@ -177,6 +183,11 @@ def policy_test(directory: Path | None, threshold: float) -> None:
     help="Policy directory; default: MLFLOW_SECURE_POLICY_DIR or the bundled one.",
 )
 @click.option("--show-input", is_flag=True, help="Also print the input that was evaluated.")
+@click.option(
+    "--show-revision",
+    is_flag=True,
+    help="Also print the policy revision, as the server's audit events name it.",
+)
 def policy_explain(
     subject_name: str | None,
     subject_json: str | None,
@@ -187,6 +198,7 @@ def policy_explain(
     resource_json: str,
     directory: Path | None,
     show_input: bool,
+    show_revision: bool,
 ) -> None:
     """Show the decision and reasons for a subject, endpoint and resource."""
     from mlflow_secure.explain import ExplainError, access_for, evaluate, subject_input
@@ -208,14 +220,18 @@ def policy_explain(
             "resource": json.loads(resource_json),
             "request": {"path": "", "client_ip": "", "tls": True, "time": ""},
         }
-        decision = evaluate(_opa(), directory or policy_dir(_settings()), policy_input)
-    except (ExplainError, json.JSONDecodeError) as exc:
+        directory = directory or policy_dir(_settings())
+        decision = evaluate(_opa(), directory, policy_input)
+        revision = directory_revision(_opa(), directory) if show_revision else None
+    except (ExplainError, PolicyUnavailable, json.JSONDecodeError) as exc:
         raise click.ClickException(str(exc)) from None
     if show_input:
         click.echo(json.dumps(policy_input, indent=2))
     click.echo("allow" if decision.get("allow") is True else "deny")
     for reason in decision.get("reasons", []):
         click.echo(f"  - {reason}")
+    if revision:
+        click.echo(f"policy revision: {revision}")
 
 
 def _register_identity_commands() -> None:

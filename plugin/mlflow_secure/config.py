@@ -93,6 +93,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Unset: the bundled policy library.",
     ),
     Setting(
+        "shadow_policy_dir",
+        _parse_optional_str,
+        None,
+        "Shadow mode: a candidate policy directory, served by a second managed OPA, that "
+        "decides every request again off the request path; disagreements with the active "
+        "policies are logged (logger `mlflow_secure.shadow`), only the active ones are "
+        "enforced. Unset: shadow mode off.",
+    ),
+    Setting(
         "opa_timeout",
         _parse_positive_float,
         0.5,
@@ -238,6 +247,7 @@ class Settings:
     opa_url: str | None = None
     opa_binary: str | None = None
     policy_dir: str | None = None
+    shadow_policy_dir: str | None = None
     opa_timeout: float = 0.5
     opa_startup_timeout: float = 30.0
     runtime_dir: str | None = None

@@ -152,6 +152,19 @@ class DecisionClient:
             )
         return {item for item in result if isinstance(item, str)}
 
+    def read_sync(self, path: str, timeout: float | None = None) -> Any:
+        """GET a document of OPA's REST API (``/v1/policies``, ``/v1/data/...``) as JSON.
+
+        For background work such as the policy revision, which may allow itself a longer
+        `timeout` than a decision on the request path.
+        """
+        try:
+            response = self._sync_client().get(path, timeout=timeout or self.timeout)
+            response.raise_for_status()
+            return response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise _failure(exc, self.endpoint) from None
+
     async def decide(self, policy_input: dict[str, Any]) -> Decision:
         body = json.dumps({"input": policy_input}, separators=(",", ":")).encode()
         try:

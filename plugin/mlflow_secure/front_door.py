@@ -9,10 +9,11 @@ health probe reports 503 while no policy decision can be had.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -26,10 +27,13 @@ from mlflow_secure.errors import ErrorResponse
 from mlflow_secure.identity.authenticator import Authenticator, AuthError
 from mlflow_secure.identity.subject import bind_subject, unbind_subject
 from mlflow_secure.policy_engine import PolicyEngine
-from mlflow_secure.resolution import AmbiguousRequest, request_params
-from mlflow_secure.resources import ResourceResolver
+from mlflow_secure.request_origin import OriginPolicy
+from mlflow_secure.resolution import AmbiguousRequest, list_params, request_params
+from mlflow_secure.resources import NeedsStore, ResourceResolver, cache_only
+from mlflow_secure.route_census import ID_HEADERS
 from mlflow_secure.route_matcher import RouteMatcher
 from mlflow_secure.routes import Action, classify
+from mlflow_secure.shadow import ShadowEvaluator
 
 _logger = logging.getLogger(__name__)
 
@@ -48,6 +52,8 @@ class FrontDoorConfig:
     static_prefix: str = ""
     audit: AuditLog | None = None
     trusted_proxies: tuple = ()
+    origins: OriginPolicy = field(default_factory=OriginPolicy.from_environment)
+    shadow: ShadowEvaluator | None = None  # shadow mode: candidate policies compared
 
 
 def is_health_probe(method: str, path: str, health_paths: frozenset[str]) -> bool:
@@ -75,8 +81,18 @@ class _Pipeline:
         action = classify(facts.method, facts.path, self.config.static_prefix, self.config.matcher)
         if action is None:
             return trail.refuse(gate.NO_SUCH_ROUTE, "deny", "no such endpoint")
+        foreign = self.config.origins.refusal(facts.method, facts.host, facts.origin, False)
+        if foreign is not None:
+            return trail.refuse(foreign[0], "deny", foreign[1])
         trail.action = action
         return action
+
+    def body_on_read(self, trail: gate.Trail) -> ErrorResponse | None:
+        """After authentication (an anonymous caller learns nothing but 401)."""
+        facts = trail.facts
+        if facts.has_body and facts.method in {"GET", "HEAD"}:
+            return trail.refuse(gate.BODY_ON_READ, "deny", "a GET or HEAD request with a body")
+        return None
 
     def credential(self, trail: gate.Trail, authorization: list[bytes]) -> Any:
         throttle = self.config.authenticator.throttle
@@ -102,12 +118,35 @@ class _Pipeline:
         )
         if isinstance(resource, ErrorResponse):
             return trail.refuse(resource, "deny", resource.message)
+        trail.also = resource.pop("also", [])
         trail.resource = resource
         return resource
 
+    def other_inputs(self, trail: gate.Trail) -> list[dict[str, Any]]:
+        """The policy inputs for the further resources a request names, one each."""
+        return [
+            gate.policy_input(trail.subject, trail.action, other, trail.facts)
+            for other in trail.also
+        ]
+
+    def others_verdict(self, trail: gate.Trail, decisions: list[Any]) -> ErrorResponse | None:
+        """Every further resource must be allowed as the first was; the first refusal wins."""
+        for other, decision in zip(trail.also, decisions, strict=True):
+            if isinstance(decision, PolicyUnavailable):
+                _log_problem(str(decision))
+                return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
+            if not decision.allow:
+                trail.decision, trail.reasons = "deny", decision.reasons
+                trail.resource = {**other, "named_with": trail.resource.get("id")}
+                return gate.denial(decision, trail.subject, trail.action, trail.decision_id)
+        return None
+
     def policy_input(self, trail: gate.Trail) -> dict[str, Any]:
         trail.decision_id = gate.new_decision_id()
-        return gate.policy_input(trail.subject, trail.action, trail.resource, trail.facts)
+        trail.policy_input = gate.policy_input(
+            trail.subject, trail.action, trail.resource, trail.facts
+        )
+        return trail.policy_input
 
     def listing(self, trail: gate.Trail, body: bytes) -> Any:
         """For an allowed, narrowed listing: a reply to send, a Rewrite, or None."""
@@ -121,9 +160,10 @@ class _Pipeline:
             )
 
         try:
-            params = request_params(facts.method, facts.query, body, action.path_params)
+            lists = list_params(action.spec)
+            params = request_params(facts.method, facts.query, body, action.path_params, lists)
             listing = listings.ListingRequest(params, facts.method, config.resolver, filter_call)
-            return listings.narrow(action.endpoint, listing)
+            narrowed = listings.narrow(action.endpoint, listing)
         except (listings.ListingError, AmbiguousRequest) as exc:
             return trail.refuse(ErrorResponse(400, str(exc)), "deny", str(exc))
         except MlflowException as exc:
@@ -131,11 +171,20 @@ class _Pipeline:
         except PolicyUnavailable as exc:
             _log_problem(str(exc))
             return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
+        if isinstance(narrowed, listings.JsonReply) and narrowed.status == 403:
+            # a narrower that refuses part of the request (GraphQL) is a denial in the trail
+            trail.decision, trail.reasons = "deny", (narrowed.reason(),)
+        return narrowed
 
     def verdict(self, trail: gate.Trail, decision: Any) -> ErrorResponse | None:
         if isinstance(decision, PolicyUnavailable):
             _log_problem(str(decision))
             return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
+        trail.policy_revision = self.config.engine.revision
+        if self.config.shadow is not None:  # off the request path; never raises
+            self.config.shadow.compare(
+                trail.policy_input, decision, trail.decision_id, trail.policy_revision
+            )
         if not decision.allow:
             trail.decision, trail.reasons = "deny", decision.reasons
             return gate.denial(decision, trail.subject, trail.action, trail.decision_id)
@@ -172,6 +221,14 @@ class SecureASGIMiddleware:
                 tls=scope.get("scheme") == "https",
                 content_type=_header(headers, b"content-type"),
                 content_encoding=_header(headers, b"content-encoding"),
+                has_body=_asgi_has_body(headers),
+                host=_header(headers, b"host"),
+                origin=_header(headers, b"origin"),
+                id_headers=tuple(
+                    (k.decode("latin-1"), v.decode("latin-1"))
+                    for k, v in headers
+                    if k.decode("latin-1") in ID_HEADERS
+                ),
             ),
             user_agent=_header(headers, b"user-agent"),
         )
@@ -238,6 +295,9 @@ class SecureASGIMiddleware:
         if isinstance(subject, ErrorResponse):
             return trail.refuse(subject, "unavailable", "identity store unavailable")
         trail.subject = subject
+        refused = pipeline.body_on_read(trail)
+        if refused is not None:
+            return refused
 
         body = b""
         stamping = gate.records_authorship(action, facts, config.static_prefix)
@@ -254,7 +314,7 @@ class SecureASGIMiddleware:
                     body = stamped
             receive = _replay(body)
 
-        resource = await anyio.to_thread.run_sync(pipeline.resource, trail, body)
+        resource = await _resource(pipeline, trail, body)
         if isinstance(resource, ErrorResponse):
             return resource
         try:
@@ -262,6 +322,10 @@ class SecureASGIMiddleware:
         except PolicyUnavailable as exc:
             decision = exc
         refused = pipeline.verdict(trail, decision)
+        if refused is None and trail.also:
+            refused = pipeline.others_verdict(
+                trail, await _decide_each(config, pipeline.other_inputs(trail))
+            )
         if refused is not None:
             return refused
         if listings.narrows(action.endpoint):
@@ -277,6 +341,34 @@ class SecureASGIMiddleware:
         # MLflow's native routes (gateway budgets, jobs, MCP) read the user from here.
         scope = {**scope, "state": {**scope.get("state", {}), "username": subject.name}}
         return scope, receive
+
+
+async def _resource(pipeline: _Pipeline, trail: gate.Trail, body: bytes) -> Any:
+    """Resolve on the event loop when the caches can answer; a worker thread otherwise."""
+    if trail.action.plugin_path is None:  # the plugin's own routes read the identity store
+        try:
+            with cache_only():
+                return pipeline.resource(trail, body)
+        except NeedsStore:
+            pass
+    return await anyio.to_thread.run_sync(pipeline.resource, trail, body)
+
+
+async def _decide_each(config: FrontDoorConfig, inputs: list[dict[str, Any]]) -> list[Any]:
+    async def one(policy_input: dict[str, Any]) -> Any:
+        try:
+            return await config.engine.client.decide(policy_input)
+        except PolicyUnavailable as exc:
+            return exc
+
+    return list(await asyncio.gather(*(one(i) for i in inputs)))
+
+
+def _asgi_has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for key, value in headers:
+        if key == b"transfer-encoding" or (key == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -354,6 +446,15 @@ class SecureWSGIMiddleware:
                 tls=environ.get("wsgi.url_scheme") == "https",
                 content_type=environ.get("CONTENT_TYPE"),
                 content_encoding=environ.get("HTTP_CONTENT_ENCODING"),
+                has_body="HTTP_TRANSFER_ENCODING" in environ
+                or (environ.get("CONTENT_LENGTH") or "0").strip() != "0",
+                host=environ.get("HTTP_HOST"),
+                origin=environ.get("HTTP_ORIGIN"),
+                id_headers=tuple(
+                    (name, environ[f"HTTP_{name.upper().replace('-', '_')}"])
+                    for name in sorted(ID_HEADERS)
+                    if f"HTTP_{name.upper().replace('-', '_')}" in environ
+                ),
             ),
             user_agent=environ.get("HTTP_USER_AGENT"),
         )
@@ -411,6 +512,9 @@ class SecureWSGIMiddleware:
         if isinstance(subject, ErrorResponse):
             return trail.refuse(subject, "unavailable", "identity store unavailable")
         trail.subject = subject
+        refused = pipeline.body_on_read(trail)
+        if refused is not None:
+            return refused
 
         body = b""
         stamping = gate.records_authorship(action, facts, config.static_prefix)
@@ -433,6 +537,14 @@ class SecureWSGIMiddleware:
         except PolicyUnavailable as exc:
             decision = exc
         refused = pipeline.verdict(trail, decision)
+        if refused is None and trail.also:
+            decisions = []
+            for other in pipeline.other_inputs(trail):
+                try:
+                    decisions.append(config.engine.client.decide_sync(other))
+                except PolicyUnavailable as exc:
+                    decisions.append(exc)
+            refused = pipeline.others_verdict(trail, decisions)
         if refused is not None:
             return refused
         if not listings.narrows(action.endpoint):

@@ -27,7 +27,13 @@ from mlflow_secure.identity.credentials import (
 )
 from mlflow_secure.identity.subject import Subject
 from mlflow_secure.identity.throttle import Throttle, client_key
-from mlflow_secure.resolution import AmbiguousRequest, request_params, resolve
+from mlflow_secure.resolution import (
+    AmbiguousRequest,
+    BadRequest,
+    list_params,
+    request_params,
+    resolve,
+)
 from mlflow_secure.resources import ResourceResolver
 from mlflow_secure.routes import Action, logical_path, resolve_resource
 
@@ -40,6 +46,10 @@ POLICY_DOWN = unavailable(
 )
 BODY_TOO_LARGE = ErrorResponse(400, "The request body is too large for this endpoint.")
 NO_SUCH_ROUTE = ErrorResponse(404, "No such endpoint.")
+# MLflow's handlers read the JSON body of a GET that has no query string; this layer reads
+# GET parameters from the query only, so such a request could name one resource to the
+# policy and another to MLflow. No MLflow client sends one.
+BODY_ON_READ = ErrorResponse(400, "A GET or HEAD request must not carry a body.")
 _JSON_PARSING = {"proto", "json", "query_or_json"}
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -67,10 +77,20 @@ def resource_for(
     if action.plugin_path is not None:
         return resolve_resource(action, subject, facts.query, body, sessions)
     try:
-        params = request_params(facts.method, facts.query, body, action.path_params)
+        lists = list_params(action.spec)
+        params = request_params(facts.method, facts.query, body, action.path_params, lists)
+        # Header ids come from the headers alone: a parameter spelt like one is not a header.
+        params = {k: v for k, v in params.items() if not k.startswith("header:")}
+        for name, value in facts.id_headers:
+            key = f"header:{name}"
+            if key in params and params[key] != value:
+                raise AmbiguousRequest(f"header {name!r} is given more than once")
+            params[key] = value
         resource = resolve(action.spec, params, resolver, subject.name)
     except AmbiguousRequest as exc:
         return ErrorResponse(400, f"Ambiguous request: {exc}.")
+    except BadRequest as exc:
+        return ErrorResponse(400, f"{exc}.")
     if action.spec.listing:
         # Whether the results will be narrowed per item (listings.py): the policy must know.
         resource["filtered"] = listings.narrows(action.endpoint)
@@ -110,6 +130,11 @@ class RequestFacts:
     tls: bool
     content_type: str | None = None
     content_encoding: str | None = None
+    has_body: bool = False  # a Content-Length above 0 or a Transfer-Encoding
+    host: str | None = None
+    origin: str | None = None
+    # The request headers that name resources (route census ids `header:<name>`), in order.
+    id_headers: tuple[tuple[str, str], ...] = ()
 
     def policy_input(self) -> dict[str, Any]:
         return {
@@ -134,6 +159,12 @@ class Trail:
     decision: str = "allow"
     reasons: tuple[str, ...] = ()
     decision_id: str | None = None
+    # What the policy was asked, and the revision of the policies that answered (the
+    # engine's cached revision when the decision arrived; None if no policy decided).
+    policy_input: dict[str, Any] | None = None
+    # Further resources the request names (a list of runs...): each must be allowed too.
+    also: list[dict[str, Any]] = field(default_factory=list)
+    policy_revision: str | None = None
     status: int | None = None
 
     def refuse(
@@ -162,6 +193,7 @@ class Trail:
             resource=self.resource,
             reasons=self.reasons,
             decision_id=self.decision_id,
+            policy_revision=self.policy_revision,
             started=self.started,
             latency_ms=(time.perf_counter() - self.clock) * 1000,
         )

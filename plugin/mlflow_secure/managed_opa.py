@@ -33,7 +33,6 @@ from pathlib import Path
 _logger = logging.getLogger(__name__)
 
 SOCKET_NAME = "opa.sock"
-LOCK_NAME = "opa.lock"
 _PR_SET_PDEATHSIG = 1
 # sun_path holds 108 bytes on Linux (104 on BSDs): longer socket paths cannot be bound.
 MAX_SOCKET_PATH = 103
@@ -56,16 +55,17 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def instance_dir(runtime_root: Path) -> Path:
+def instance_dir(runtime_root: Path, socket_name: str = SOCKET_NAME) -> Path:
     """One directory per server instance, shared by its workers and no one else's.
 
     `mlflow server` gives every worker of one boot the same `_MLFLOW_SERVER_BOOT_ID`; when
     the factory is run by a bare uvicorn/gunicorn, the process group stands in for it.
+    `socket_name` is the socket that must fit inside (each managed OPA has its own).
     """
     boot_id = os.environ.get("_MLFLOW_SERVER_BOOT_ID") or f"pgid-{os.getpgid(0)}"
     # Short: the socket path inside must fit a unix socket address.
     safe = "".join(ch for ch in boot_id if ch.isalnum() or ch in "-_")[:16] or "default"
-    socket_path = runtime_root / safe / SOCKET_NAME
+    socket_path = runtime_root / safe / socket_name
     if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH:
         raise PermissionError(
             f"{runtime_root} is too long for a unix socket path ({socket_path} exceeds "
@@ -116,16 +116,23 @@ def opa_command(opa_binary: Path, policy_dir: Path, socket_path: Path) -> list[s
 
 
 class OpaSupervisor:
-    """Elects one supervising worker per server and keeps its OPA running."""
+    """Elects one supervising worker per server and keeps its OPA running.
 
-    def __init__(self, opa_binary: Path, policy_dir: Path, directory: Path) -> None:
-        self.command = opa_command(opa_binary, policy_dir, directory / SOCKET_NAME)
-        self.socket_path = directory / SOCKET_NAME
-        self.lock_path = directory / LOCK_NAME
+    `name` tells apart several OPAs of one server (the active policies as ``opa``, a shadow
+    candidate as ``shadow``): each has its own socket and lock, so its own election.
+    """
+
+    def __init__(
+        self, opa_binary: Path, policy_dir: Path, directory: Path, name: str = "opa"
+    ) -> None:
+        self.socket_path = directory / f"{name}.sock"
+        self.lock_path = directory / f"{name}.lock"
+        self.command = opa_command(opa_binary, policy_dir, self.socket_path)
+        self.label = "managed OPA" if name == "opa" else f"managed OPA ({name})"
         self._stopping = threading.Event()
         self._process: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
-        self._thread = threading.Thread(target=self._run, name="mlflow-secure-opa", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"mlflow-secure-{name}", daemon=True)
 
     @property
     def is_supervisor(self) -> bool:
@@ -149,7 +156,7 @@ class OpaSupervisor:
         self._lock_fd = fd
         if self._stopping.is_set():
             return
-        _logger.info("this worker (pid %d) supervises the managed OPA", os.getpid())
+        _logger.info("this worker (pid %d) supervises the %s", os.getpid(), self.label)
         backoff = 0.2
         while not self._stopping.is_set():
             started = time.monotonic()
@@ -159,8 +166,9 @@ class OpaSupervisor:
             if time.monotonic() - started > 30:
                 backoff = 0.2
             _logger.error(
-                "managed OPA exited with code %s; restarting in %.1fs (requests are refused "
-                "with 503 until it answers)",
+                "%s exited with code %s; restarting in %.1fs (no decisions from it until it "
+                "answers)",
+                self.label,
                 code,
                 backoff,
             )
@@ -181,7 +189,7 @@ class OpaSupervisor:
                 preexec_fn=_die_with_parent_hook(),
             )
         except OSError as exc:
-            _logger.error("cannot start the managed OPA (%s): %s", self.command[0], exc)
+            _logger.error("cannot start the %s (%s): %s", self.label, self.command[0], exc)
             return -1
         return self._process.wait()
 

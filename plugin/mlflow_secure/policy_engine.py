@@ -3,6 +3,11 @@
 The server only starts serving once OPA has produced a well-formed decision for a probe
 input, which proves more than OPA's own /health: the bundled (or configured) policies are
 loaded and define ``data.mlflow.authz.decision``.
+
+The engine also knows the revision of the policies OPA serves (policy_revision.py), for the
+audit trail. Reading it costs too much for every request, so a background thread refreshes
+it every ``REVISION_REFRESH_SECONDS``: after a reload, decisions may carry the previous
+revision for that long.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import atexit
 import logging
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +27,9 @@ from mlflow_secure.decision_client import (
     PolicyUnavailable,
     parse_opa_url,
 )
-from mlflow_secure.managed_opa import SOCKET_NAME, OpaSupervisor, instance_dir
+from mlflow_secure.managed_opa import OpaSupervisor, instance_dir
 from mlflow_secure.opa_toolchain import find_opa
+from mlflow_secure.policy_revision import fetch_revision
 
 _logger = logging.getLogger(__name__)
 
@@ -34,18 +41,19 @@ PROBE_INPUT = {
     "request": {"path": "/health"},
 }
 READY_CACHE_SECONDS = 1.0
+REVISION_REFRESH_SECONDS = 2.0
+PROBLEM_LOG_SECONDS = 60.0
+POLICY_DIR_SETTING = "MLFLOW_SECURE_POLICY_DIR"
 
 
 class StartupError(RuntimeError):
     """The server must not start; the message says why and what to do."""
 
 
-def check_policies(opa_binary: Path, directory: Path) -> None:
+def check_policies(opa_binary: Path, directory: Path, setting: str = POLICY_DIR_SETTING) -> None:
     """Compile the policies once up front: a syntax error is reported with file and line."""
     if not directory.is_dir():
-        raise StartupError(
-            f"policy directory {directory} does not exist (MLFLOW_SECURE_POLICY_DIR)"
-        )
+        raise StartupError(f"policy directory {directory} does not exist ({setting})")
     result = subprocess.run(
         [str(opa_binary), "check", "--ignore", "*_test.rego", "--ignore", ".*", str(directory)],
         capture_output=True,
@@ -62,8 +70,12 @@ def check_policies(opa_binary: Path, directory: Path) -> None:
 class PolicyEngine:
     client: DecisionClient
     supervisor: OpaSupervisor | None = None
+    # `sha256:<16 hex>` of the policies and data OPA serves; None while it cannot be told.
+    revision: str | None = None
     _checked_at: float = field(default=float("-inf"))
     _problem: str | None = field(default="not checked yet")
+    _revision_logged_at: float = field(default=float("-inf"))
+    _stop_watching: threading.Event = field(default_factory=threading.Event)
 
     def _remember(self, problem: str | None) -> str | None:
         self._checked_at, self._problem = time.monotonic(), problem
@@ -91,6 +103,40 @@ class PolicyEngine:
             return self._remember(str(exc))
         return self._remember(None)
 
+    def refresh_revision(self) -> str | None:
+        """Read the revision OPA serves now; None (unknown) when it cannot be read.
+
+        Unknown rather than the last value: after a failed read, the last value may no longer
+        be what decides, and the audit trail must not name the wrong policies.
+        """
+        previous = self.revision
+        try:
+            self.revision = fetch_revision(self.client)
+        except PolicyUnavailable as exc:
+            self.revision = None
+            now = time.monotonic()
+            if now - self._revision_logged_at >= PROBLEM_LOG_SECONDS:
+                self._revision_logged_at = now
+                _logger.warning("cannot read the policy revision: %s", exc)
+            return None
+        if previous is not None and self.revision != previous:
+            _logger.info("policy revision is now %s (was %s)", self.revision, previous)
+        return self.revision
+
+    def watch_revision(self, interval: float = REVISION_REFRESH_SECONDS) -> None:
+        """Refresh the revision every `interval` seconds in a daemon thread of this worker."""
+        thread = threading.Thread(
+            target=self._watch, args=(interval,), name="mlflow-secure-revision", daemon=True
+        )
+        thread.start()
+
+    def _watch(self, interval: float) -> None:
+        while not self._stop_watching.wait(interval):
+            self.refresh_revision()
+
+    def stop_watching(self) -> None:
+        self._stop_watching.set()
+
     def wait_until_ready(self, timeout: float) -> str | None:
         deadline = time.monotonic() + timeout
         while True:
@@ -101,6 +147,27 @@ class PolicyEngine:
             time.sleep(0.1)
 
 
+def start_managed_opa(
+    settings: Settings, directory: Path, name: str = "opa", setting: str = POLICY_DIR_SETTING
+) -> PolicyEngine:
+    """Check `directory`'s policies, then start this server's managed OPA `name` serving it.
+
+    Returns at once: the caller waits for readiness. `setting` names the setting that gave
+    the directory, for the error message.
+    """
+    binary = find_opa(settings)
+    check_policies(binary, directory, setting)
+    try:
+        private = instance_dir(runtime_root(settings), f"{name}.sock")
+    except PermissionError as exc:
+        raise ConfigError(f"MLFLOW_SECURE_RUNTIME_DIR: {exc}") from None
+    supervisor = OpaSupervisor(binary, directory, private, name)
+    supervisor.start()
+    atexit.register(supervisor.stop)
+    endpoint = OpaEndpoint(base_url="http://opa", uds=str(supervisor.socket_path))
+    return PolicyEngine(DecisionClient(endpoint, settings.opa_timeout), supervisor)
+
+
 def start_policy_engine(settings: Settings) -> PolicyEngine:
     if settings.opa_url:
         endpoint = parse_opa_url(settings.opa_url)
@@ -109,26 +176,28 @@ def start_policy_engine(settings: Settings) -> PolicyEngine:
         if problem:
             # A sidecar may come up after us: start, and refuse requests with 503 meanwhile.
             _logger.warning("external OPA not ready yet (%s); answering 503 until it is", problem)
+        else:
+            engine.refresh_revision()
+        engine.watch_revision()
         return engine
 
-    binary = find_opa(settings)
     directory = policy_dir(settings)
-    check_policies(binary, directory)
-    try:
-        private = instance_dir(runtime_root(settings))
-    except PermissionError as exc:
-        raise ConfigError(f"MLFLOW_SECURE_RUNTIME_DIR: {exc}") from None
-    supervisor = OpaSupervisor(binary, directory, private)
-    supervisor.start()
-    atexit.register(supervisor.stop)
-    endpoint = OpaEndpoint(base_url="http://opa", uds=str(private / SOCKET_NAME))
-    engine = PolicyEngine(DecisionClient(endpoint, settings.opa_timeout), supervisor)
+    engine = start_managed_opa(settings, directory)
+    supervisor = engine.supervisor
     problem = engine.wait_until_ready(settings.opa_startup_timeout)
     if problem:
-        supervisor.stop()
+        if supervisor is not None:
+            supervisor.stop()
         raise StartupError(
             f"the managed OPA did not become ready within {settings.opa_startup_timeout:g}s: "
             f"{problem}"
         )
-    _logger.info("policy engine ready: managed OPA %s serving %s", binary, directory)
+    engine.refresh_revision()
+    engine.watch_revision()
+    _logger.info(
+        "policy engine ready: managed OPA %s serving %s (revision %s)",
+        supervisor.command[0] if supervisor else "",
+        directory,
+        engine.revision,
+    )
     return engine

@@ -13,7 +13,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 PROJECT_TAG = "mlflow.secure.project"
@@ -23,8 +24,65 @@ ATTRIBUTE_TTL = 1.0
 MAX_CACHED = 20_000
 
 
+_SUB_OBJECT_GETTERS = {
+    "issue": "get_issue",
+    "label_schema": "get_label_schema",
+    "review_queue": "get_review_queue",
+}
+
+
+SERVED_SCHEME = "mlflow-artifacts"
+
+
+def served_path(location: str) -> str | None:
+    """The path under the served artefact root of an `mlflow-artifacts:` location, without
+    slashes at either end (None for any other scheme). `mlflow-artifacts://host:port/p` is
+    served by path alone, as MLflow's proxy does."""
+    from urllib.parse import urlparse
+
+    if not location.startswith(SERVED_SCHEME + ":"):
+        return None
+    return urlparse(location).path.strip("/")
+
+
+def is_default_root(root: str) -> bool:
+    """`<experiment id>` is the tree MLflow gives an experiment without a custom location."""
+    return root.split("/", 1)[0].isdigit()
+
+
 class ResourceNotFound(LookupError):
     """The named resource does not exist (the request is left to MLflow to answer 404)."""
+
+
+class NeedsStore(BaseException):
+    """Raised inside `cache_only()` when an answer needs the database.
+
+    A BaseException so that no `except Exception` on the way (which turns store errors into
+    ResourceNotFound) can mistake it for a missing resource."""
+
+
+_cache_only = threading.local()
+
+
+@contextmanager
+def cache_only() -> Iterator[None]:
+    """Resolve from the caches alone, raising NeedsStore instead of touching a store: the ASGI
+    front door tries this on the event loop first and moves to a worker thread only when the
+    database is really needed (most requests name something resolved a moment ago)."""
+    _cache_only.active = True
+    try:
+        yield
+    finally:
+        _cache_only.active = False
+
+
+def _guarded(store: Callable[[], Any]) -> Callable[[], Any]:
+    def get() -> Any:
+        if getattr(_cache_only, "active", False):
+            raise NeedsStore
+        return store()
+
+    return get
 
 
 class _Cache:
@@ -76,14 +134,18 @@ class ResourceResolver:
         tracking_store: Callable[[], Any],
         registry_store: Callable[[], Any],
     ) -> None:
-        self._tracking = tracking_store
-        self._registry = registry_store
+        self._tracking = _guarded(tracking_store)
+        self._registry = _guarded(registry_store)
         self._parents = _Cache(ttl=None)  # run/trace/logged model/version → parent: immutable
         self._experiments = _Cache(ttl=ATTRIBUTE_TTL)
         self._registered_models = _Cache(ttl=ATTRIBUTE_TTL)
+        self._locations = _Cache(ttl=ATTRIBUTE_TTL)
 
     def tracking_store(self) -> Any:
         return self._tracking()
+
+    def registry_store(self) -> Any:
+        return self._registry()
 
     # -------------------------------------------------------------- invalidation
 
@@ -148,6 +210,64 @@ class ResourceResolver:
             return self._tracking().get_trace_info(trace_id).experiment_id
 
         return self._within_experiment("trace", trace_id, load)
+
+    def custom_artifact_roots(self, fresh: bool = False) -> dict[str, list[str]]:
+        """Path under the served artefact root → the experiments whose custom
+        `mlflow-artifacts:` location it is (at most a second old unless `fresh`; one query)."""
+        cached = None if fresh else self._locations.get("roots")
+        if cached is None:
+            cached = {}
+            for experiment_id, location in self._artifact_locations():
+                root = served_path(location)
+                if root is not None and not is_default_root(root):
+                    cached.setdefault(root, []).append(str(experiment_id))
+            self._locations.put("roots", cached)
+        return cached
+
+    def _artifact_locations(self) -> list[tuple[Any, str]]:
+        from mlflow.store.tracking.dbmodels.models import SqlExperiment
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        from sqlalchemy import select
+
+        store = self._tracking()
+        if isinstance(store, SqlAlchemyStore):
+            with store.ManagedSessionMaker() as session:
+                return list(
+                    session.execute(
+                        select(SqlExperiment.experiment_id, SqlExperiment.artifact_location).where(
+                            SqlExperiment.artifact_location.like(f"{SERVED_SCHEME}:%")
+                        )
+                    )
+                )
+        from mlflow.entities import ViewType
+
+        found, token = [], None
+        while True:
+            page = store.search_experiments(
+                view_type=ViewType.ALL, max_results=1000, page_token=token
+            )
+            found += [(e.experiment_id, e.artifact_location or "") for e in page]
+            token = page.token
+            if not token:
+                return found
+
+    def experiment_of(self, kind: str, key: str) -> dict[str, Any]:
+        """An issue, label schema or review queue is governed by the experiment it lives in
+        (MLflow gives these opaque ids like `iss-…`, `ls-…`, `rq-…`; the link never changes)."""
+        getter = _SUB_OBJECT_GETTERS[kind]
+
+        def load() -> str:
+            return getattr(self._tracking(), getter)(key).experiment_id
+
+        return self.experiment(self._parent_experiment(kind, key, load))
+
+    def dataset_experiments(self, dataset_id: str) -> list[dict[str, Any]]:
+        """The experiments a dataset is linked to (a dataset may be linked to several)."""
+        try:
+            ids = self._tracking().get_dataset_experiment_ids(dataset_id)
+        except Exception as exc:
+            raise ResourceNotFound(f"dataset {dataset_id}") from exc
+        return [{**self.experiment(str(i)), "type": "dataset", "id": dataset_id} for i in ids or ()]
 
     def registered_model(self, name: str) -> dict[str, Any]:
         cached = self._registered_models.get(name)

@@ -72,6 +72,9 @@ PARSE_MODES = ("proto", "query_or_json", "query", "json", "fastapi", "none")
 ALIASES = {"run_uuid": "run_id"}
 # The one resource type whose ids are the parts of one key rather than alternatives.
 COMPOSITE_IDS = {"model_version": ("name", "version")}
+# Request headers that name resources (`header:<name>` ids), lower-case: the OTLP exporter's
+# experiment, and the run its traces are linked to (which must be writable too).
+ID_HEADERS = frozenset({"x-mlflow-experiment-id", "x-mlflow-run-id"})
 # The plugin's own API: mapped by `mlflow_secure.routes`, reported apart by the census.
 PLUGIN_API_PREFIX = "/api/2.0/mlflow-secure/"
 # Set by `mlflow server --static-prefix`; most MLflow routes are registered under it.
@@ -142,7 +145,8 @@ ROUTES: dict[tuple[str, str], RouteSpec] = {
         "mlflow.graphql.query", "read", "server", listing=True, parse="json",
         note="GraphQL reads runs, experiments, metric histories, artifacts, model versions and "
              "datasets by ids inside the query (mutations are searches too); authorise every "
-             "object it names and filter what it returns; GET reads the JSON body as well"),
+             "object it names and filter what it returns (listings/graphql.py); MLflow reads "
+             "the JSON body even on GET"),
     ("/graphql", "POST"): _s(
         "mlflow.graphql.query", "read", "server", listing=True, parse="json",
         note="see GET /graphql"),

@@ -174,19 +174,12 @@ def test_auditor_reads_everything_and_writes_nothing(world):
 
 
 def test_unfiltered_listings_are_for_administrators_and_auditors(world):
+    """Webhooks have no project: their list cannot be narrowed per item, so it stays closed."""
     _, actors, _ids = world
-    query = '{ mlflowSearchRuns(input: {experimentIds: ["1"]}) { runs { info { runId } } } }'
-    graphql = actors["bob"].call("POST", "/graphql", prefix="", json={"query": query})
-    assert graphql.status_code == 403
-    models = actors["bob"].call("GET", "/2.0/mlflow/registered-models/search?max_results=10")
-    assert models.status_code == 403
-    assert "until its results are filtered" in models.json()["reasons"][0]
-    assert (
-        actors["audrey"]
-        .call("GET", "/2.0/mlflow/registered-models/search?max_results=10")
-        .status_code
-        == 200
-    )
+    hooks = actors["bob"].call("GET", "/2.0/mlflow/webhooks")
+    assert hooks.status_code == 403
+    assert "until its results are filtered" in hooks.json()["reasons"][0]
+    assert actors["audrey"].call("GET", "/2.0/mlflow/webhooks").status_code == 200
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -487,3 +480,247 @@ def test_other_resource_families_are_isolated_between_teams(world):
         ]["current_stage"]
         == "None"
     )
+
+
+def _trace(actor, experiment_id, trace_id):
+    response = actor.call(
+        "POST",
+        "/3.0/mlflow/traces",
+        json={
+            "trace": {
+                "trace_info": {
+                    "trace_id": trace_id,
+                    "trace_location": {
+                        "type": "MLFLOW_EXPERIMENT",
+                        "mlflow_experiment": {"experiment_id": experiment_id},
+                    },
+                    "request_time": "2026-01-01T00:00:00Z",
+                    "state": "OK",
+                }
+            }
+        },
+    )
+    assert response.status_code == 200, response.text
+    return trace_id
+
+
+def test_experiment_scoped_listings_and_id_lists_are_narrowed(world):
+    """Logged models, traces (v2, v3, batch), datasets, bulk metrics and listings inside one
+    experiment: bob sees and reads only what lives in his own project."""
+    _, actors, ids = world
+    alice, bob = actors["alice"], actors["bob"]
+    fraud, churn = ids["fraud"], ids["churn"]
+    churn_run = bob.call("POST", "/2.0/mlflow/runs/create", json={"experiment_id": churn})
+    assert churn_run.status_code == 200, churn_run.text
+    churn_run = churn_run.json()["run"]["info"]["run_id"]
+    for actor, experiment in ((alice, fraud), (bob, churn)):
+        made = actor.call(
+            "POST", "/2.0/mlflow/logged-models", json={"experiment_id": experiment, "name": "m"}
+        )
+        assert made.status_code == 200, made.text
+    fraud_trace = _trace(alice, fraud, "tr-" + "a" * 32)
+    churn_trace = _trace(bob, churn, "tr-" + "b" * 32)
+    both = [fraud, churn]
+
+    for prefix in PREFIXES:
+        models = bob.call(
+            "POST", "/2.0/mlflow/logged-models/search", prefix, json={"experiment_ids": both}
+        )
+        assert models.status_code == 200, models.text
+        assert {m["info"]["experiment_id"] for m in models.json()["models"]} == {churn}
+        locations = [
+            {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": i}} for i in both
+        ]
+        traces = bob.call(
+            "POST", "/3.0/mlflow/traces/search", prefix, json={"locations": locations}
+        )
+        assert traces.status_code == 200, traces.text
+        assert [t["trace_id"] for t in traces.json()["traces"]] == [churn_trace]
+        v2 = bob.call(
+            "GET", f"/2.0/mlflow/traces?experiment_ids={fraud}&experiment_ids={churn}", prefix
+        )
+        assert v2.status_code == 200, v2.text
+        assert {t["experiment_id"] for t in v2.json().get("traces", [])} <= {churn}
+        batch = bob.call(
+            "POST",
+            "/3.0/mlflow/traces/batchGetInfos",
+            prefix,
+            json={"trace_ids": [fraud_trace, churn_trace]},
+        )
+        assert batch.status_code == 200, batch.text
+        assert [t["trace_id"] for t in batch.json()["trace_infos"]] == [churn_trace]
+        only_fraud = bob.call(
+            "POST", "/3.0/mlflow/traces/batchGetInfos", prefix, json={"trace_ids": [fraud_trace]}
+        )
+        assert (only_fraud.status_code, only_fraud.json()) == (200, {})
+    # Nothing readable named: an empty page, as for experiments that do not exist.
+    nothing = bob.call("POST", "/2.0/mlflow/logged-models/search", json={"experiment_ids": [fraud]})
+    assert (nothing.status_code, nothing.json()) == (200, {})
+
+    # Bulk metric histories: every named run must be readable.
+    interval = "/2.0/mlflow/metrics/get-history-bulk-interval?metric_key=loss&run_ids="
+    assert bob.call("GET", interval + churn_run, "/ajax-api").status_code == 200
+    mixed = bob.call("GET", f"{interval}{churn_run}&run_ids={ids['fraud_run']}", "/ajax-api")
+    assert mixed.status_code == 403, mixed.text
+    bulk = f"/2.0/mlflow/metrics/get-history-bulk?metric_key=loss&run_id={ids['fraud_run']}"
+    assert alice.call("GET", bulk, "/ajax-api").status_code == 200
+    assert bob.call("GET", f"{bulk}&run_id={churn_run}", "/ajax-api").status_code == 403
+
+    # A listing inside one experiment is a read of that experiment.
+    schemas = f"/3.0/mlflow/label-schemas/list?experiment_id={fraud}"
+    assert alice.call("GET", schemas).status_code == 200
+    assert bob.call("GET", schemas).status_code == 403
+
+    # Datasets: without experiment ids MLflow would search them all; bob gets his own only.
+    for actor, experiment, name in ((alice, fraud, "fraud-data"), (bob, churn, "churn-data")):
+        made = actor.call(
+            "POST",
+            "/3.0/mlflow/datasets/create",
+            json={"name": name, "experiment_ids": [experiment]},
+        )
+        assert made.status_code == 200, made.text
+    found = bob.call("POST", "/3.0/mlflow/datasets/search", json={})
+    assert found.status_code == 200, found.text
+    assert [d["name"] for d in found.json()["datasets"]] == ["churn-data"]
+    everything = actors["admin"].call("POST", "/3.0/mlflow/datasets/search", json={})
+    assert {d["name"] for d in everything.json()["datasets"]} >= {"fraud-data", "churn-data"}
+
+
+def test_a_get_with_a_body_is_refused(world):
+    """MLflow reads the JSON body of a GET without a query; this layer never lets one in."""
+    server, actors, ids = world
+    response = httpx.request(
+        "GET",
+        server.url + "/api/2.0/mlflow/runs/get",
+        headers={"Authorization": f"Bearer {actors['bob'].key}"},
+        content=json.dumps({"run_id": ids["fraud_run"]}),
+    )
+    assert response.status_code == 400
+    assert "must not carry a body" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Host": "rebound.example"}, {"Origin": "https://evil.example"}],
+    ids=["host", "origin"],
+)
+def test_foreign_host_or_origin_changes_nothing(world, headers):
+    server, actors, ids = world
+    response = httpx.post(
+        server.url + "/api/2.0/mlflow/experiments/set-experiment-tag",
+        headers={"Authorization": f"Bearer {actors['admin'].key}", **headers},
+        json={"experiment_id": ids["fraud"], "key": "touched", "value": "yes"},
+    )
+    assert response.status_code == 403, response.text
+    experiment = actors["admin"].call(
+        "GET", f"/2.0/mlflow/experiments/get?experiment_id={ids['fraud']}"
+    )
+    tags = {t["key"] for t in experiment.json()["experiment"].get("tags", [])}
+    assert "touched" not in tags
+
+
+def test_artifacts_under_a_custom_location(world, tmp_path, monkeypatch):
+    """An experiment created with its own `mlflow-artifacts:` location keeps its artefacts
+    its own; locations that would claim another experiment's tree are refused."""
+    server, actors, ids = world
+    from mlflow import MlflowClient
+
+    alice, bob = actors["alice"], actors["bob"]
+    project = [{"key": "mlflow.secure.project", "value": "fraud"}]
+    created = alice.call(
+        "POST",
+        "/2.0/mlflow/experiments/create",
+        json={
+            "name": "fraud-custom",
+            "artifact_location": "mlflow-artifacts:/fraud-team/models",
+            "tags": project,
+        },
+    )
+    assert created.status_code == 200, created.text
+    experiment_id = created.json()["experiment_id"]
+    for location in (
+        "mlflow-artifacts:/fraud-team",  # would hold the tree above
+        "mlflow-artifacts:/fraud-team/models/inner",  # would sit inside it
+        "mlflow-artifacts:/fraud-team/models",  # the same tree
+        f"mlflow-artifacts:/{ids['fraud']}/stolen",  # a numbered (default) tree
+        "mlflow-artifacts:/",  # the whole root
+    ):
+        refused = bob.call(
+            "POST",
+            "/2.0/mlflow/experiments/create",
+            json={
+                "name": f"grab-{len(location)}",
+                "artifact_location": location,
+                "tags": [{"key": "mlflow.secure.project", "value": "churn"}],
+            },
+        )
+        assert refused.status_code == 400, (location, refused.text)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", alice.key)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    client = MlflowClient()
+    run = client.create_run(experiment_id)
+    source = tmp_path / "model.bin"
+    source.write_text("custom weights")
+    client.log_artifact(run.info.run_id, str(source))  # immediately after the experiment
+    downloaded = client.download_artifacts(run.info.run_id, "model.bin", str(tmp_path / "out"))
+    assert Path(downloaded).read_text() == "custom weights"
+
+    path = f"fraud-team/models/{run.info.run_id}/artifacts/model.bin"
+    assert alice.call("GET", f"/2.0/mlflow-artifacts/artifacts/{path}").status_code == 200
+    for prefix in PREFIXES:
+        assert bob.call("GET", f"/2.0/mlflow-artifacts/artifacts/{path}", prefix).status_code == 403
+    listing = bob.call("GET", "/2.0/mlflow-artifacts/artifacts?path=fraud-team/models")
+    assert listing.status_code == 403
+    assert (
+        bob.call("PUT", f"/2.0/mlflow-artifacts/artifacts/{path}", content=b"x").status_code == 403
+    )
+    # a tree nobody owns is nobody's: refused like a missing resource
+    assert alice.call("GET", "/2.0/mlflow-artifacts/artifacts/unowned/x").status_code == 403
+
+
+def test_otlp_export_is_authorised_by_its_experiment_header(world):
+    """`/v1/traces` names its experiment (and optionally a run) in headers: both must be
+    writable by the caller, and a parameter spelt like the header changes nothing."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    server, actors, ids = world
+    span = Span(
+        trace_id=b"\x07" * 16,
+        span_id=b"\x08" * 8,
+        name="root",
+        start_time_unix_nano=1,
+        end_time_unix_nano=2,
+    )
+    payload = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]
+    ).SerializeToString()
+
+    def export(actor, experiment, run=None, query=""):
+        headers = {
+            "Authorization": f"Bearer {actor.key}",
+            "Content-Type": "application/x-protobuf",
+            "x-mlflow-experiment-id": experiment,
+        }
+        if run:
+            headers["x-mlflow-run-id"] = run
+        return httpx.post(f"{server.url}/v1/traces{query}", headers=headers, content=payload)
+
+    assert export(actors["bob"], ids["fraud"]).status_code == 403
+    churn_run = actors["bob"].call(
+        "POST", "/2.0/mlflow/runs/create", json={"experiment_id": ids["churn"]}
+    )
+    churn_run = churn_run.json()["run"]["info"]["run_id"]
+    # his own experiment, but linked to alice's run: refused
+    assert export(actors["bob"], ids["churn"], run=ids["fraud_run"]).status_code == 403
+    spoof = export(
+        actors["bob"], ids["fraud"], query=f"?header:x-mlflow-experiment-id={ids['churn']}"
+    )
+    assert spoof.status_code == 403
+    accepted = export(actors["alice"], ids["fraud"], run=ids["fraud_run"])
+    assert accepted.status_code == 200, accepted.text
+    assert export(actors["bob"], ids["churn"], run=churn_run).status_code == 200

@@ -146,7 +146,7 @@ def test_cli_service_account_key_and_the_secure_auth_provider(server, admin_key,
     # search is narrowed to nothing, and listings that cannot be narrowed are closed to it.
     assert MlflowClient().search_experiments() == []
     with pytest.raises(MlflowException, match="administrators and auditors only") as info:
-        MlflowClient().search_registered_models()
+        MlflowClient().list_webhooks()
     assert info.value.error_code == "PERMISSION_DENIED"
 
 
@@ -159,7 +159,7 @@ def test_denials_carry_a_decision_id_and_reasons(server, admin_key):
         )
         assert created.status_code == 200, created.text
         denied = http.get(
-            server.url + "/api/2.0/mlflow/registered-models/search?max_results=5",
+            server.url + "/api/2.0/mlflow/webhooks?max_results=5",
             headers=basic("bob", "bob's long password"),
         )
     assert denied.status_code == 403
@@ -167,8 +167,7 @@ def test_denials_carry_a_decision_id_and_reasons(server, admin_key):
     assert body["error_code"] == "PERMISSION_DENIED"
     assert len(body["decision_id"]) == 32
     assert body["reasons"] == [
-        "listing registered_model is open to administrators and auditors only until its "
-        "results are filtered"
+        "listing webhook is open to administrators and auditors only until its results are filtered"
     ]
     assert body["decision_id"] in server.log()
 

@@ -59,7 +59,10 @@ def test_opa_down_means_503_then_recovery(tmp_path, opa_binary):
         (old_pid,) = server.opa_pids()
         os.kill(old_pid, signal.SIGKILL)
         assert wait_until(lambda: health(server) == 503), server.log()[-3000:]
+        # Each worker re-probes on its own schedule: wait until both have noticed.
+        assert wait_until(lambda: all(health(server) == 503 for _ in range(6)))
         response = server.get("/health")
+        assert response.status_code == 503, (response.status_code, response.text)
         assert response.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
         assert response.headers["retry-after"] == "1"
         assert (

@@ -32,6 +32,15 @@ def test_unparseable_policy(tmp_path):
     assert "broken.rego:" in log  # file and line for the policy author
 
 
+def test_unparseable_shadow_candidate(tmp_path):
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    (candidate / "broken.rego").write_text("package mlflow.authz\n\nallow if {\n")
+    log = refused(tmp_path, env={"MLFLOW_SECURE_SHADOW_POLICY_DIR": str(candidate)})
+    assert "mlflow-secure: cannot start: shadow mode: the policies in" in log
+    assert "broken.rego:" in log
+
+
 def test_missing_policy_dir(tmp_path):
     log = refused(tmp_path, env={"MLFLOW_SECURE_POLICY_DIR": str(tmp_path / "nowhere")})
     assert "does not exist (MLFLOW_SECURE_POLICY_DIR)" in log

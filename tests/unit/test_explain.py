@@ -6,8 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 from mlflow_secure.cli import main
+from mlflow_secure.config import bundled_policy_dir
 from mlflow_secure.explain import ExplainError, access_for
 from mlflow_secure.identity import store
+from mlflow_secure.policy_revision import directory_revision
 
 
 @pytest.fixture
@@ -104,6 +106,13 @@ def test_show_input_and_scopes(database):
         {"name": "fraud", "role": "viewer", "via": "team:team-a"}
     ]
     assert policy_input["action"]["access"] == "read"  # from the route census
+
+
+def test_show_revision_names_the_policies_like_the_audit_trail(opa_binary):
+    result = run("--subject-json", "{}", "--endpoint", "mlflow.runs.get", "--show-revision")
+    assert result.exit_code == 0, result.output
+    expected = directory_revision(opa_binary, bundled_policy_dir())
+    assert result.output.splitlines()[-1] == f"policy revision: {expected}"
 
 
 def test_unknown_subject_endpoint_and_bad_json_are_clear_errors(database):

@@ -46,6 +46,8 @@ class FakeClient:
 
 
 class FakeEngine:
+    revision = "sha256:0123456789abcdef"
+
     def __init__(self, problem=None, **client):
         self._problem = problem
         self.client = FakeClient(**client)
@@ -126,7 +128,7 @@ def http_scope(method, path, headers=(), query=b""):
         "type": "http",
         "method": method,
         "path": path,
-        "headers": list(headers),
+        "headers": [(b"host", b"localhost:5000"), *headers],
         "query_string": query,
         "client": ("127.0.0.1", 5000),
         "scheme": "http",
@@ -249,7 +251,12 @@ def call_wsgi(middleware, method, path, headers=None):
 
     middleware.app = app
     statuses = []
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "REMOTE_ADDR": "127.0.0.1"}
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "localhost:5000",
+    }
     environ.update(headers or {})
     body = middleware(environ, lambda status, h: statuses.append(status))
     return reached, statuses[0], b"".join(body)
@@ -293,3 +300,78 @@ def test_access_log_query_strings_are_redacted():
     message = record.getMessage()
     assert "mlsk_x" not in message
     assert "/api/2.0/mlflow/runs/get?[query redacted]" in message
+
+
+class RecordingAudit:
+    def __init__(self):
+        self.events = []
+
+    def record(self, event):
+        self.events.append(event)
+
+
+class RecordingShadow:
+    def __init__(self):
+        self.calls = []
+
+    def compare(self, policy_input, decision, decision_id, revision=None):
+        self.calls.append((policy_input, decision, decision_id, revision))
+
+
+@pytest.mark.parametrize("allow", [True, False])
+def test_decisions_carry_the_policy_revision_and_reach_the_shadow(identity, config, allow):
+    _, key = identity
+    engine, audit, shadow = FakeEngine(allow=allow), RecordingAudit(), RecordingShadow()
+    front = config(engine)
+    front.audit, front.shadow = audit, shadow
+    call_asgi(
+        SecureASGIMiddleware(None, front),
+        http_scope("GET", "/api/2.0/mlflow/experiments/get", bearer(key), b"experiment_id=0"),
+    )
+    wsgi = SecureWSGIMiddleware(None, front)
+    headers = {"QUERY_STRING": "experiment_id=0", "HTTP_AUTHORIZATION": f"Bearer {key}"}
+    call_wsgi(wsgi, "GET", "/api/2.0/mlflow/experiments/get", headers)
+    assert [event.policy_revision for event in audit.events] == [engine.revision] * 2
+    assert len(shadow.calls) == 2
+    calls = zip(shadow.calls, audit.events, engine.client.inputs, strict=True)
+    for (policy_input, decision, decision_id, revision), event, asked in calls:
+        assert policy_input is asked  # the very input the active policy decided
+        assert decision.allow is allow
+        assert decision_id == event.decision_id
+        assert revision == engine.revision
+
+
+def test_no_revision_and_no_shadow_when_no_policy_decided(identity, config):
+    _, key = identity
+    audit, shadow = RecordingAudit(), RecordingShadow()
+    front = config(FakeEngine(down=True))
+    front.audit, front.shadow = audit, shadow
+    call_asgi(
+        SecureASGIMiddleware(None, front),
+        http_scope("GET", "/api/2.0/mlflow/experiments/get", bearer(key), b"experiment_id=0"),
+    )
+    call_asgi(SecureASGIMiddleware(None, front), http_scope("GET", "/api/2.0/mlflow/x"))
+    assert [event.decision for event in audit.events] == ["unavailable", "deny"]
+    assert [event.policy_revision for event in audit.events] == [None, None]
+    assert shadow.calls == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ([(b"host", b"evil.example:5000")], "Host header"),
+        ([(b"origin", b"https://evil.example")], "cross-origin"),
+    ],
+)
+def test_foreign_host_or_origin_is_refused_before_authentication(config, headers, reason):
+    """DNS rebinding and cross-origin writes: refused first, with MLflow's own rules."""
+    front, audit = config(FakeEngine(allow=True)), RecordingAudit()
+    front.audit = audit
+    scope = http_scope("POST", "/api/2.0/mlflow/experiments/create", headers)
+    if headers[0][0] == b"host":
+        scope["headers"] = [h for h in scope["headers"] if h[1] != b"localhost:5000"]
+    reached, sent = call_asgi(SecureASGIMiddleware(None, front), scope, b"{}")
+    assert not reached
+    assert sent[0]["status"] == 403
+    assert reason in audit.events[-1].reasons[0]
+    assert audit.events[-1].decision == "deny"

@@ -159,3 +159,113 @@ def test_matcher_uses_the_frameworks_own_matching(matcher):
     assert matcher.match("HEAD", "/api/2.0/mlflow/runs/get").rule == "/api/2.0/mlflow/runs/get"
     assert matcher.match("POST", "/api/2.0/mlflow/runs/get") is None  # wrong method
     assert matcher.match("GET", "/api/2.0/mlflow/no-such-thing") is None
+
+
+def _resolved(matcher, resolver, method, path, query=b"", body=b""):
+    from mlflow_secure.resolution import list_params
+
+    spec, path_params = spec_for(matcher, method, path)
+    params = request_params(method, query, body, path_params, list_params(spec))
+    return resolve(spec, params, resolver, "bob")
+
+
+def test_list_valued_ids_name_every_resource(stores, resolver, matcher):
+    """Each run of a bulk metrics request is resolved; the first is the resource and the
+    rest must pass the same decision (`also`). A missing run is one more refusal."""
+    tracking, _, _experiment, run_id, default_location = stores
+    other = tracking.create_run(default_location, "bob", 0, [], "other").info.run_id
+    query = f"run_id={run_id}&run_id={other}&run_id=nope&metric_key=m".encode()
+    resource = _resolved(
+        matcher, resolver, "GET", "/ajax-api/2.0/mlflow/metrics/get-history-bulk", query
+    )
+    assert (resource["type"], resource["id"], resource["project"]) == ("run", run_id, "fraud")
+    assert [(r["id"], r.get("missing")) for r in resource["also"]] == [
+        (other, None),
+        ("nope", True),
+    ]
+    assert resource["also"][0]["experiment_id"] == default_location
+    # the same run twice is one resource; a single run is no list at all
+    twice = f"run_id={run_id}&run_id={run_id}&metric_key=m".encode()
+    bulk = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
+    single = _resolved(matcher, resolver, "GET", bulk, twice)
+    assert "also" not in single
+    assert single["id"] == run_id
+    interval = _resolved(
+        matcher,
+        resolver,
+        "GET",
+        "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval",
+        f"run_ids={other}&metric_key=m".encode(),
+    )
+    assert (interval["id"], "also" in interval) == (other, False)
+
+
+def test_lists_that_are_not_ids_or_too_long_are_refused(resolver, matcher):
+    path = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
+    body = json.dumps({"experiment_ids": [{"x": 1}]}).encode()
+    with pytest.raises(AmbiguousRequest, match="other than ids"):
+        _resolved(matcher, resolver, "POST", "/api/3.0/mlflow/traces/metrics", b"", body)
+    too_many = "&".join(f"run_ids=r{i}" for i in range(101)).encode()
+    with pytest.raises(AmbiguousRequest, match="more than 100"):
+        _resolved(matcher, resolver, "GET", path, too_many)
+
+
+def test_repeated_query_parameters_are_lists_only_where_mlflow_reads_lists():
+    params = request_params("GET", b"order_by=a&order_by=b&experiment_ids=1", b"", {})
+    assert params == {"order_by": ["a", "b"], "experiment_ids": ["1"]}
+    with pytest.raises(AmbiguousRequest, match="more than once"):
+        request_params("GET", b"run_id=1&run_id=2", b"", {})
+
+
+def test_listing_inside_one_parent_is_a_read_of_that_parent(stores, resolver, matcher):
+    _, _, experiment, _, _ = stores
+    scoped = _resolved(
+        matcher,
+        resolver,
+        "GET",
+        "/api/3.0/mlflow/label-schemas/list",
+        f"experiment_id={experiment}".encode(),
+    )
+    assert (scoped["type"], scoped["id"], "listing" in scoped) == ("experiment", experiment, False)
+    everything = _resolved(matcher, resolver, "POST", "/api/3.0/mlflow/issues/search", b"", b"{}")
+    assert everything == {"type": "experiment", "listing": True}
+
+
+def test_sub_objects_and_datasets_resolve_to_their_experiments(stores, resolver, matcher):
+    tracking, _, experiment, _, default_location = stores
+    queue = tracking.create_review_queue(experiment, name="q", queue_type="custom")
+    resource = _resolved(
+        matcher,
+        resolver,
+        "GET",
+        "/api/3.0/mlflow/review-queues/items/list",
+        f"queue_id={queue.queue_id}".encode(),
+    )
+    assert (resource["type"], resource["id"], resource["project"]) == (
+        "experiment",
+        experiment,
+        "fraud",
+    )
+    missing = _resolved(
+        matcher, resolver, "GET", "/api/3.0/mlflow/review-queues/items/list", b"queue_id=rq-none"
+    )
+    assert missing["missing"] is True
+    dataset = tracking.create_dataset(name="d", experiment_ids=[experiment, default_location])
+    linked = _resolved(matcher, resolver, "GET", f"/api/3.0/mlflow/datasets/{dataset.dataset_id}")
+    assert linked["type"] == "dataset"
+    assert linked["experiment_id"] in {experiment, default_location}
+    assert len(linked["also"]) == 1
+
+
+def test_cache_only_resolution_signals_instead_of_touching_the_store(stores, resolver, matcher):
+    from mlflow_secure.resources import NeedsStore, cache_only
+
+    _, _, experiment, run_id, _ = stores
+    query = f"run_id={run_id}".encode()
+    with pytest.raises(NeedsStore), cache_only():
+        _resolved(matcher, resolver, "GET", "/api/2.0/mlflow/runs/get", query)
+    warm = _resolved(matcher, resolver, "GET", "/api/2.0/mlflow/runs/get", query)
+    with cache_only():
+        cached = _resolved(matcher, resolver, "GET", "/api/2.0/mlflow/runs/get", query)
+    assert cached == warm
+    assert cached["experiment_id"] == experiment

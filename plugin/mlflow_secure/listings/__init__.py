@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mlflow_secure.listings import by_experiment, experiments, registry
+from mlflow_secure.listings import by_experiment, experiments, graphql, registry
 from mlflow_secure.listings.core import (
     JsonReply,
     ListingError,
@@ -23,6 +23,14 @@ Narrower = Callable[[ListingRequest], "Rewrite | JsonReply | None"]
 NARROWERS: dict[str, Narrower] = {
     "mlflow.experiments.search": experiments.search,
     "mlflow.runs.search": by_experiment.search_in_body,
+    "mlflow.graphql.query": graphql.narrow,
+    "mlflow.logged_models.search": by_experiment.search_in_body,
+    "mlflow.experiments.search_datasets": by_experiment.search_in_body,
+    "mlflow.traces.search_v2": by_experiment.search_in_query,
+    "mlflow.traces.search": by_experiment.search_trace_locations,
+    "mlflow.traces.batch_get": by_experiment.batch_get_traces,
+    "mlflow.traces.batch_get_infos": by_experiment.batch_get_traces,
+    "mlflow.datasets.search": by_experiment.search_datasets,
     "mlflow.registered_models.search": registry.search_registered_models,
     "mlflow.model_versions.search": registry.search_model_versions,
 }

@@ -70,6 +70,14 @@ class JsonReply:
     def body(self) -> bytes:
         return self._payload
 
+    def reason(self) -> str:
+        """The error message of an error reply (for the audit trail)."""
+        try:
+            message = json.loads(self._payload).get("message")
+        except (ValueError, AttributeError):
+            message = None
+        return str(message) if message else f"refused with {self.status}"
+
     def header_list(self) -> list[tuple[str, str]]:
         return [
             ("content-type", "application/json"),

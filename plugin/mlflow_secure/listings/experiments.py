@@ -23,6 +23,7 @@ from mlflow.protos.service_pb2 import SearchExperiments
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
 from mlflow_secure.listings.core import (
+    MAX_RESULTS_LIMIT,
     JsonReply,
     ListingError,
     ListingRequest,
@@ -99,48 +100,11 @@ def _sql_page(
     offset: int,
     count: int,
 ) -> tuple[list[Any], bool]:
-    # MLflow's own clause builders, so filters and orderings mean exactly what they mean to
-    # MLflow (and fail with MLflow's errors); the store's hooks (workspaces) still apply.
-    from functools import reduce
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment
+    from sqlalchemy import select
 
-    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
-    from mlflow.store.tracking.sqlalchemy_store import (
-        _get_search_experiments_filter_clauses,
-        _get_search_experiments_order_by_clauses,
-    )
-    from mlflow.utils.search_utils import SearchExperimentsUtils
-    from sqlalchemy import and_, select
-    from sqlalchemy.orm import aliased
-
-    parsed = SearchExperimentsUtils.parse_search_filter(filter_string)
     with store.ManagedSessionMaker() as session:
-        attribute_filters, joins = _get_search_experiments_filter_clauses(
-            parsed, store._get_dialect()
-        )
-        stages = set(LifecycleStage.view_type_to_stages(view_type))
-        tag_columns = {key: aliased(SqlExperimentTag) for key in _JOINED_TAGS}
-        query = reduce(
-            lambda s, j: s.join(j),
-            joins,
-            select(
-                SqlExperiment.experiment_id,
-                SqlExperiment.lifecycle_stage,
-                *(tag.value for tag in tag_columns.values()),
-            ),
-        )
-        for key, tag in tag_columns.items():
-            query = query.outerjoin(
-                tag, and_(tag.experiment_id == SqlExperiment.experiment_id, tag.key == key)
-            )
-        rows = session.execute(
-            query.filter(
-                *attribute_filters,
-                SqlExperiment.lifecycle_stage.in_(stages),
-                *store._experiment_where_clauses(),
-            ).order_by(*_get_search_experiments_order_by_clauses(order_by))
-        ).all()
-        extra = _other_policy_tags(session)
-        keys = {str(row[0]): (*row[1:], extra.get(row[0], ())) for row in rows}
+        keys = _ordered_keys(store, session, view_type, filter_string, order_by)
         readable = readable_by_key(keys, _describe, listing.allowed, stored_as="experiment_id")
         narrowed = [item for item in keys if item in readable]
         page_ids = narrowed[offset : offset + count]
@@ -156,6 +120,65 @@ def _sql_page(
         retention = store._get_effective_experiment_trace_archival_retention_context()
         by_id = {str(e.experiment_id): store._to_experiment(e, retention) for e in loaded}
     return [by_id[i] for i in page_ids if i in by_id], len(narrowed) > offset + count
+
+
+def _ordered_keys(
+    store: Any, session: Any, view_type: int, filter_string: str, order_by: list[str]
+) -> dict[str, tuple]:
+    """Experiment id → policy key (stage, project, classification, owner, other policy tags),
+    in the client's order, for the experiments matching the client's filter: one query.
+
+    MLflow's own clause builders, so filters and orderings mean exactly what they mean to
+    MLflow (and fail with MLflow's errors); the store's hooks (workspaces) still apply."""
+    from functools import reduce
+
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
+    from mlflow.store.tracking.sqlalchemy_store import (
+        _get_search_experiments_filter_clauses,
+        _get_search_experiments_order_by_clauses,
+    )
+    from mlflow.utils.search_utils import SearchExperimentsUtils
+    from sqlalchemy import and_, select
+    from sqlalchemy.orm import aliased
+
+    parsed = SearchExperimentsUtils.parse_search_filter(filter_string)
+    attribute_filters, joins = _get_search_experiments_filter_clauses(parsed, store._get_dialect())
+    stages = set(LifecycleStage.view_type_to_stages(view_type))
+    tag_columns = {key: aliased(SqlExperimentTag) for key in _JOINED_TAGS}
+    query = reduce(
+        lambda s, j: s.join(j),
+        joins,
+        select(
+            SqlExperiment.experiment_id,
+            SqlExperiment.lifecycle_stage,
+            *(tag.value for tag in tag_columns.values()),
+        ),
+    )
+    for key, tag in tag_columns.items():
+        query = query.outerjoin(
+            tag, and_(tag.experiment_id == SqlExperiment.experiment_id, tag.key == key)
+        )
+    rows = session.execute(
+        query.filter(
+            *attribute_filters,
+            SqlExperiment.lifecycle_stage.in_(stages),
+            *store._experiment_where_clauses(),
+        ).order_by(*_get_search_experiments_order_by_clauses(order_by))
+    ).all()
+    extra = _other_policy_tags(session)
+    return {str(row[0]): (*row[1:], extra.get(row[0], ())) for row in rows}
+
+
+def readable_ids(listing: ListingRequest, view_type: int = ViewType.ALL) -> list[str]:
+    """Every experiment the caller may read (for listings that must name them all)."""
+    store = listing.resolver.tracking_store()
+    if not _is_sql(store):
+        found, _ = _scanned_page(store, listing, view_type, "", [], 0, MAX_RESULTS_LIMIT)
+        return [e.experiment_id for e in found]
+    with store.ManagedSessionMaker() as session:
+        keys = _ordered_keys(store, session, view_type, "", [])
+    readable = readable_by_key(keys, _describe, listing.allowed, stored_as="experiment_id")
+    return [item for item in keys if item in readable]
 
 
 # The tags read by outer joins in the ordered query; any other policy tag is read apart.

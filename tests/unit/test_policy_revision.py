@@ -1,0 +1,127 @@
+"""The policy revision, read from a real managed OPA that reloads edited policies (--watch)."""
+
+import logging
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mlflow_secure.cli import main
+from mlflow_secure.config import Settings, bundled_policy_dir
+from mlflow_secure.decision_client import DecisionClient, OpaEndpoint
+from mlflow_secure.policy_engine import PolicyEngine, start_managed_opa
+from mlflow_secure.policy_revision import directory_revision, policy_files, revision_of
+
+REVISION = re.compile(r"sha256:[0-9a-f]{16}")
+
+
+def wait_until(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def policies(tmp_path):
+    directory = tmp_path / "policies"
+    shutil.copytree(bundled_policy_dir(), directory)
+    return directory
+
+
+@pytest.fixture
+def engine(policies):
+    # pytest's temporary paths can be too long for a unix socket.
+    runtime = Path(tempfile.mkdtemp(prefix="mls-rev-", dir="/tmp"))
+    engine = start_managed_opa(Settings(runtime_dir=str(runtime), opa_timeout=2.0), policies)
+    try:
+        assert engine.wait_until_ready(20) is None
+        yield engine
+    finally:
+        engine.stop_watching()
+        engine.supervisor.stop()
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_revision_names_what_opa_serves_and_follows_a_reload(engine, policies, opa_binary):
+    first = engine.refresh_revision()
+    assert REVISION.fullmatch(first)
+    assert engine.refresh_revision() == first  # stable while nothing changes
+    assert directory_revision(opa_binary, policies) == first  # explain computes the same
+
+    authz = policies / "mlflow" / "authz" / "authz.rego"
+    authz.write_text(authz.read_text() + "\n# reviewed\n")
+    assert wait_until(lambda: engine.refresh_revision() not in (first, None))
+    second = engine.revision
+    assert REVISION.fullmatch(second)
+    assert directory_revision(opa_binary, policies) == second
+
+
+def test_a_data_override_is_a_new_revision(engine, policies, tmp_path):
+    first = engine.refresh_revision()
+    # Moved in whole: OPA reloads on the new directory, which it does not watch yet.
+    prepared = tmp_path / "overrides"
+    prepared.mkdir()
+    (prepared / "data.json").write_text('{"default_classification": "confidential"}')
+    prepared.rename(policies / "mlflow" / "authz" / "overrides")
+    assert wait_until(lambda: engine.refresh_revision() not in (first, None))
+
+
+def test_an_edit_opa_rejects_keeps_the_revision_it_still_serves(engine, policies):
+    first = engine.refresh_revision()
+    (policies / "mlflow" / "authz" / "broken.rego").write_text("package mlflow.authz\nallow if {\n")
+    time.sleep(2.0)  # OPA notices the edit, fails to compile it, keeps the old policies
+    assert engine.refresh_revision() == first
+
+
+def test_the_watcher_refreshes_in_the_background(engine, policies):
+    first = engine.refresh_revision()
+    engine.watch_revision(interval=0.1)
+    (policies / "mlflow" / "authz" / "extra.rego").write_text("package mlflow.extra\n\nx := 1\n")
+    assert wait_until(lambda: engine.revision not in (first, None))
+
+
+def test_opa_status_shows_the_revision(engine):
+    url = f"unix://{engine.supervisor.socket_path}"
+    result = CliRunner().invoke(main, ["opa", "status", "--url", url])
+    assert result.exit_code == 0, result.output
+    assert f"policy revision: {engine.refresh_revision()}" in result.output
+
+
+def test_unreachable_opa_means_unknown_revision_logged_once(tmp_path, caplog):
+    endpoint = OpaEndpoint("http://opa", uds=str(tmp_path / "nothing.sock"))
+    engine = PolicyEngine(DecisionClient(endpoint, 0.5), revision="sha256:0000000000000000")
+    with caplog.at_level(logging.WARNING, logger="mlflow_secure.policy_engine"):
+        assert engine.refresh_revision() is None
+        assert engine.refresh_revision() is None
+    assert engine.revision is None  # never the last value: it may no longer be what decides
+    warnings = [r for r in caplog.records if "cannot read the policy revision" in r.message]
+    assert len(warnings) == 1
+
+
+def test_same_policies_in_another_directory_are_the_same_revision(policies, tmp_path, opa_binary):
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(policies, elsewhere)
+    assert directory_revision(opa_binary, elsewhere) == directory_revision(opa_binary, policies)
+
+
+def test_revision_is_by_content_in_any_order():
+    assert revision_of(["a", "b"], {"x": 1}) == revision_of(["b", "a"], {"x": 1})
+    assert revision_of(["a", "b"], {"x": 1}) != revision_of(["a", "b"], {"x": 2})
+    assert revision_of(["a", "b"], None) != revision_of(["a", "c"], None)
+
+
+def test_policy_files_skip_tests_and_hidden_files(policies):
+    (policies / ".git").mkdir()
+    (policies / ".git" / "x.rego").write_text("package x\n")
+    (policies / ".swap.rego").write_text("package x\n")
+    names = {path.name for path in policy_files(policies)}
+    assert "authz.rego" in names
+    assert not any(name.endswith("_test.rego") or name.startswith(".") for name in names)
+    assert "x.rego" not in names
