@@ -7,7 +7,8 @@ There are no retries: a retry would only stretch the time a request waits for a 
 
 The request path needs an async client, unix-socket transport and one strict deadline per
 decision, at the lowest cost per call: it uses the h11 connection pool in opa_connection.py.
-Synchronous callers (WSGI servers, the CLI) use httpx.
+Synchronous decisions and filters (WSGI servers, listing narrowers in worker threads) use its
+socket-and-h11 twin; occasional reads (revision, status) use httpx.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from mlflow_secure.config import ConfigError
-from mlflow_secure.opa_connection import ConnectionFailed, OpaConnectionPool
+from mlflow_secure.opa_connection import (
+    ConnectionFailed,
+    OpaConnectionPool,
+    SyncOpaConnectionPool,
+)
 
 DECISION_PATH = "/v1/data/mlflow/authz/decision"
 FILTER_PATH = "/v1/data/mlflow/authz/filter"
@@ -113,6 +118,7 @@ class DecisionClient:
         self.timeout = timeout
         self._sync: httpx.Client | None = None
         self._pool: OpaConnectionPool | None = None
+        self._sync_connections: SyncOpaConnectionPool | None = None
 
     def _client_kwargs(self) -> dict[str, Any]:
         return {"base_url": self.endpoint.base_url, "timeout": httpx.Timeout(self.timeout)}
@@ -128,23 +134,29 @@ class DecisionClient:
             self._pool = OpaConnectionPool(self.endpoint.base_url, self.endpoint.uds)
         return self._pool
 
-    def decide_sync(self, policy_input: dict[str, Any]) -> Decision:
+    def _sync_pool(self) -> SyncOpaConnectionPool:
+        if self._sync_connections is None:
+            self._sync_connections = SyncOpaConnectionPool(
+                self.endpoint.base_url, self.endpoint.uds, self.timeout
+            )
+        return self._sync_connections
+
+    def _post_sync(self, path: str, policy_input: dict[str, Any]) -> Any:
+        body = json.dumps({"input": policy_input}, separators=(",", ":")).encode()
         try:
-            response = self._sync_client().post(DECISION_PATH, json={"input": policy_input})
-            response.raise_for_status()
-            payload = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            status, raw = self._sync_pool().post_json(path, body)
+            if status != 200:
+                raise _HTTPStatus(status)
+            return json.loads(raw)
+        except (ConnectionFailed, _HTTPStatus, TimeoutError, ValueError) as exc:
             raise _failure(exc, self.endpoint) from None
-        return interpret(payload)
+
+    def decide_sync(self, policy_input: dict[str, Any]) -> Decision:
+        return interpret(self._post_sync(DECISION_PATH, policy_input))
 
     def filter_sync(self, policy_input: dict[str, Any]) -> set[str]:
         """The ids among `policy_input["resources"]` the subject may read: one OPA call."""
-        try:
-            response = self._sync_client().post(FILTER_PATH, json={"input": policy_input})
-            response.raise_for_status()
-            payload = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise _failure(exc, self.endpoint) from None
+        payload = self._post_sync(FILTER_PATH, policy_input)
         result = payload.get("result") if isinstance(payload, dict) else None
         if not isinstance(result, list):
             raise PolicyUnavailable(
@@ -178,6 +190,9 @@ class DecisionClient:
         return interpret(payload)
 
     def close(self) -> None:
+        if self._sync_connections is not None:
+            self._sync_connections.close()
+            self._sync_connections = None
         if self._sync is not None:
             self._sync.close()
             self._sync = None

@@ -118,13 +118,35 @@ def test_unreachable_opa_is_unavailable(tmp_path):
 
 
 def test_http_error_from_opa_is_unavailable():
-    def handler(request):
-        return httpx.Response(500, json={"code": "internal_error"})
+    """A real HTTP server answering 500: both the sync and the async clients refuse."""
+    import http.server
 
-    client = DecisionClient(OpaEndpoint("http://opa"), 1)
-    client._sync = httpx.Client(base_url="http://opa", transport=httpx.MockTransport(handler))
-    with pytest.raises(PolicyUnavailable, match="HTTP 500"):
-        client.decide_sync({})
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b'{"code": "internal_error"}'
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = DecisionClient(OpaEndpoint(f"http://127.0.0.1:{server.server_port}"), 1)
+        with pytest.raises(PolicyUnavailable, match="HTTP 500"):
+            client.decide_sync({})
+        with pytest.raises(PolicyUnavailable, match="HTTP 500"):
+            client.filter_sync({"resources": []})
+        with pytest.raises(PolicyUnavailable, match="HTTP 500"):
+            asyncio.run(client.decide({}))
+    finally:
+        server.shutdown()
 
 
 def test_slow_opa_times_out_within_the_deadline(tmp_path):

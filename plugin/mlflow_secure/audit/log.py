@@ -100,12 +100,17 @@ class AuditLog:
         batch_size: int = 500,
         flush_interval: float = 0.2,
         retry_max_delay: float = 5.0,
+        linger: float = 0.05,
     ) -> None:
         self.engine = engine
         self.log_file = Path(log_file) if log_file else None
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.retry_max_delay = retry_max_delay
+        # After the first event of a batch, wait this long for more: each batch is one
+        # transaction (one fsync), and under load one per request would compete with MLflow's
+        # own commits for the disk. Events still reach the database within `linger`.
+        self.linger = linger
         self.source = f"{socket.gethostname()}:{os.getpid()}"
         self._queue: queue.Queue[AuditEvent] = queue.Queue(maxsize=max_queue)
         self._cond = threading.Condition()
@@ -205,8 +210,13 @@ class AuditLog:
         try:
             if block:
                 events.append(self._queue.get(timeout=self.flush_interval))
+            deadline = time.monotonic() + self.linger
             while len(events) < self.batch_size:
-                events.append(self._queue.get_nowait())
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stopping.is_set():
+                    events.append(self._queue.get_nowait())
+                else:
+                    events.append(self._queue.get(timeout=remaining))
         except queue.Empty:
             pass
         return events
