@@ -8,7 +8,7 @@ checked against their registered models, and alias batching is refused.
 import httpx
 import pytest
 
-from tests.support import servers
+from tests.support import servers, teams
 
 pytestmark = pytest.mark.e2e
 
@@ -21,18 +21,6 @@ SEARCH_RUNS = """
     }
   }
 """
-
-
-class Actor:
-    def __init__(self, server, key):
-        self.server, self.key = server, key
-
-    def call(self, method, path, **kwargs):
-        return self.server.api(method, "/api" + path, self.key, **kwargs)
-
-    def graphql(self, query, variables=None, **extra):
-        body = {"query": query, "variables": variables, **extra}
-        return self.server.api("POST", "/graphql", self.key, json=body)
 
 
 def ok(response):
@@ -54,37 +42,12 @@ def refused(response, status=403):
     return payload["message"]
 
 
-def make_key(server, admin, principal):
-    response = server.api(
-        "POST",
-        "/api/2.0/mlflow-secure/keys/create",
-        admin,
-        json={"principal": principal, "scopes": ["read", "write"]},
-    )
-    return ok(response)["key"]
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     server = servers.start(
         tmp_path_factory.mktemp("graphql"), env={"MLFLOW_SECURE_AUTH_MAX_FAILURES": "1000"}
     )
-    admin = server.admin_key()
-
-    def setup(path, body):
-        ok(server.api("POST", "/api/2.0/mlflow-secure/" + path, admin, json=body))
-
-    setup("users/create", {"name": "alice", "clearance": "confidential"})
-    setup("users/create", {"name": "bob", "clearance": "confidential"})
-    setup("users/create", {"name": "audrey", "roles": ["auditor"], "clearance": "restricted"})
-    for team, member, project in (("team-a", "alice", "fraud"), ("team-b", "bob", "churn")):
-        setup("teams/create", {"name": team})
-        setup("teams/add-member", {"team": team, "principal": member})
-        setup("projects/create", {"name": project})
-        setup("projects/set-member", {"project": project, "role": "editor", "team": team})
-    actors = {name: Actor(server, make_key(server, admin, name)) for name in ("alice", "bob")}
-    actors["audrey"] = Actor(server, make_key(server, admin, "audrey"))
-    actors["admin"] = Actor(server, admin)
+    actors = teams.populate(server, bob_clearance="confidential")
     ids = {}
 
     def experiment(name, project):

@@ -7,37 +7,13 @@ import json
 import pytest
 from mlflow import MlflowClient
 
-from tests.support import servers
+from tests.support import servers, teams
 
 pytestmark = pytest.mark.e2e
 
 PREFIXES = ("/api", "/ajax-api")
 MODELS = "/2.0/mlflow/registered-models/search"
 VERSIONS = "/2.0/mlflow/model-versions/search"
-
-
-class Actor:
-    def __init__(self, server, key):
-        self.server, self.key = server, key
-
-    def call(self, method, path, prefix="/api", **kwargs):
-        return self.server.api(method, prefix + path, self.key, **kwargs)
-
-    def search(self, path, prefix="/api", **params):
-        response = self.call("GET", path, prefix=prefix, params=params)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-
-def make_key(server, admin, principal):
-    response = server.api(
-        "POST",
-        "/api/2.0/mlflow-secure/keys/create",
-        admin,
-        json={"principal": principal, "scopes": ["read", "write"]},
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["key"]
 
 
 @pytest.fixture(scope="module")
@@ -47,23 +23,7 @@ def world(tmp_path_factory):
         workers=2,
         env={"MLFLOW_SECURE_AUTH_MAX_FAILURES": "1000"},
     )
-    admin = server.admin_key()
-
-    def setup(path, body):
-        response = server.api("POST", "/api/2.0/mlflow-secure/" + path, admin, json=body)
-        assert response.status_code == 200, (path, response.text)
-
-    setup("users/create", {"name": "alice", "clearance": "confidential"})
-    setup("users/create", {"name": "bob", "clearance": "restricted"})
-    setup("users/create", {"name": "audrey", "roles": ["auditor"], "clearance": "restricted"})
-    for team, member, project in (("team-a", "alice", "fraud"), ("team-b", "bob", "churn")):
-        setup("teams/create", {"name": team})
-        setup("teams/add-member", {"team": team, "principal": member})
-        setup("projects/create", {"name": project})
-        setup("projects/set-member", {"project": project, "role": "editor", "team": team})
-    actors = {name: Actor(server, make_key(server, admin, name)) for name in ("alice", "bob")}
-    actors["audrey"] = Actor(server, make_key(server, admin, "audrey"))
-    actors["admin"] = Actor(server, admin)
+    actors = teams.populate(server)
 
     def ok(response):
         assert response.status_code == 200, response.text
