@@ -72,6 +72,7 @@ def _in_process_costs(policy_dir: Path) -> tuple[float, float]:
             started = time.perf_counter()
             policy.client.decide_sync(PROBE_INPUT)
             decision_samples.append(time.perf_counter() - started)
+        policy.stop_watching()
         policy.supervisor.stop()
         authenticator.stop()
         engine.dispose()

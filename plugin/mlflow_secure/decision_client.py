@@ -156,13 +156,7 @@ class DecisionClient:
 
     def filter_sync(self, policy_input: dict[str, Any]) -> set[str]:
         """The ids among `policy_input["resources"]` the subject may read: one OPA call."""
-        payload = self._post_sync(FILTER_PATH, policy_input)
-        result = payload.get("result") if isinstance(payload, dict) else None
-        if not isinstance(result, list):
-            raise PolicyUnavailable(
-                "the policy returned no filter (is data.mlflow.authz.filter defined?)"
-            )
-        return {item for item in result if isinstance(item, str)}
+        return _filtered(self._post_sync(FILTER_PATH, policy_input))
 
     def read_sync(self, path: str, timeout: float | None = None) -> Any:
         """GET a document of OPA's REST API (``/v1/policies``, ``/v1/data/...``) as JSON.
@@ -177,17 +171,23 @@ class DecisionClient:
         except (httpx.HTTPError, ValueError) as exc:
             raise _failure(exc, self.endpoint) from None
 
-    async def decide(self, policy_input: dict[str, Any]) -> Decision:
+    async def _post(self, path: str, policy_input: dict[str, Any]) -> Any:
         body = json.dumps({"input": policy_input}, separators=(",", ":")).encode()
         try:
             async with asyncio.timeout(self.timeout):
-                status, raw = await self._async_pool().post_json(DECISION_PATH, body)
+                status, raw = await self._async_pool().post_json(path, body)
             if status != 200:
                 raise _HTTPStatus(status)
-            payload = json.loads(raw)
+            return json.loads(raw)
         except (ConnectionFailed, _HTTPStatus, TimeoutError, ValueError) as exc:
             raise _failure(exc, self.endpoint) from None
-        return interpret(payload)
+
+    async def decide(self, policy_input: dict[str, Any]) -> Decision:
+        return interpret(await self._post(DECISION_PATH, policy_input))
+
+    async def filter(self, policy_input: dict[str, Any]) -> set[str]:
+        """`filter_sync` for the event loop."""
+        return _filtered(await self._post(FILTER_PATH, policy_input))
 
     def close(self) -> None:
         if self._sync_connections is not None:
@@ -196,3 +196,12 @@ class DecisionClient:
         if self._sync is not None:
             self._sync.close()
             self._sync = None
+
+
+def _filtered(payload: Any) -> set[str]:
+    result = payload.get("result") if isinstance(payload, dict) else None
+    if not isinstance(result, list):
+        raise PolicyUnavailable(
+            "the policy returned no filter (is data.mlflow.authz.filter defined?)"
+        )
+    return {item for item in result if isinstance(item, str)}

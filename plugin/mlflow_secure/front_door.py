@@ -148,17 +148,21 @@ class _Pipeline:
         )
         return trail.policy_input
 
-    def listing(self, trail: gate.Trail, body: bytes) -> Any:
-        """For an allowed, narrowed listing: a reply to send, a Rewrite, or None."""
-        action, facts, config = trail.action, trail.facts, self.config
-        subject = trail.subject.policy_input()
+    def filter_input(self, trail: gate.Trail, resources: list[dict[str, Any]]) -> dict[str, Any]:
+        action, facts = trail.action, trail.facts
         who = {"endpoint": action.endpoint, "access": "read", "method": facts.method}
+        return {"subject": trail.subject.policy_input(), "action": who, "resources": resources}
 
-        def filter_call(resources: list[dict[str, Any]]) -> set[str]:
-            return config.engine.client.filter_sync(
-                {"subject": subject, "action": who, "resources": resources}
-            )
+    def listing(self, trail: gate.Trail, body: bytes, filter_call: Any = None) -> Any:
+        """For an allowed, narrowed listing: a reply to send, a Rewrite, or None.
 
+        `filter_call` answers the one filter question; by default a synchronous OPA call."""
+        action, facts, config = trail.action, trail.facts, self.config
+
+        def ask_opa(resources: list[dict[str, Any]]) -> set[str]:
+            return config.engine.client.filter_sync(self.filter_input(trail, resources))
+
+        filter_call = filter_call or ask_opa
         try:
             lists = list_params(action.spec)
             params = request_params(facts.method, facts.query, body, action.path_params, lists)
@@ -329,7 +333,7 @@ class SecureASGIMiddleware:
         if refused is not None:
             return refused
         if listings.narrows(action.endpoint):
-            narrowed = await anyio.to_thread.run_sync(pipeline.listing, trail, body)
+            narrowed = await _narrow(config, pipeline, trail, body)
             if isinstance(narrowed, listings.Rewrite):
                 if narrowed.body is not None:
                     scope = _with_content_length(scope, len(narrowed.body))
@@ -352,6 +356,44 @@ async def _resource(pipeline: _Pipeline, trail: gate.Trail, body: bytes) -> Any:
         except NeedsStore:
             pass
     return await anyio.to_thread.run_sync(pipeline.resource, trail, body)
+
+
+class _FilterNeeded(BaseException):
+    def __init__(self, resources: list[dict[str, Any]]) -> None:
+        self.resources = resources
+
+
+def _defer(resources: list[dict[str, Any]]) -> set[str]:
+    raise _FilterNeeded(resources)
+
+
+async def _narrow(config: FrontDoorConfig, pipeline: _Pipeline, trail: gate.Trail, body: bytes):
+    """Narrow on the event loop when the caches can describe the items: a first pass finds
+    the filter question, it is asked asynchronously, a second pass applies the answer. When
+    the database is needed, the whole narrowing moves to a worker thread."""
+    try:
+        with cache_only():
+            return pipeline.listing(trail, body, _defer)
+    except NeedsStore:
+        return await anyio.to_thread.run_sync(pipeline.listing, trail, body)
+    except _FilterNeeded as needed:
+        question = needed.resources
+    try:
+        answer = await config.engine.client.filter(pipeline.filter_input(trail, question))
+    except PolicyUnavailable as exc:
+        _log_problem(str(exc))
+        return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
+
+    def answered(resources: list[dict[str, Any]]) -> set[str]:
+        if resources != question:  # the caches moved between the passes: start over
+            raise NeedsStore
+        return answer
+
+    try:
+        with cache_only():
+            return pipeline.listing(trail, body, answered)
+    except NeedsStore:
+        return await anyio.to_thread.run_sync(pipeline.listing, trail, body)
 
 
 async def _decide_each(config: FrontDoorConfig, inputs: list[dict[str, Any]]) -> list[Any]:

@@ -129,6 +129,9 @@ class PolicyEngine:
             target=self._watch, args=(interval,), name="mlflow-secure-revision", daemon=True
         )
         thread.start()
+        # Registered after the supervisor's stop, so it runs first: no warning about an OPA
+        # that is going away on purpose.
+        atexit.register(self.stop_watching)
 
     def _watch(self, interval: float) -> None:
         while not self._stop_watching.wait(interval):

@@ -30,7 +30,7 @@ def subject_name():
 
 class FakeClient:
     def __init__(self, allow=True, down=False):
-        self.allow, self.down, self.inputs = allow, down, []
+        self.allow, self.down, self.inputs, self.filters = allow, down, [], []
 
     def _decide(self, policy_input):
         self.inputs.append(policy_input)
@@ -43,6 +43,16 @@ class FakeClient:
 
     def decide_sync(self, policy_input):
         return self._decide(policy_input)
+
+    def _filter(self, how, policy_input):
+        self.filters.append((how, [r["id"] for r in policy_input["resources"]]))
+        return {r["id"] for r in policy_input["resources"]} if self.allow else set()
+
+    async def filter(self, policy_input):
+        return self._filter("async", policy_input)
+
+    def filter_sync(self, policy_input):
+        return self._filter("sync", policy_input)
 
 
 class FakeEngine:
@@ -375,3 +385,29 @@ def test_foreign_host_or_origin_is_refused_before_authentication(config, headers
     assert sent[0]["status"] == 403
     assert reason in audit.events[-1].reasons[0]
     assert audit.events[-1].decision == "deny"
+
+
+def test_a_listing_is_narrowed_on_the_event_loop_once_the_caches_are_warm(identity, config):
+    """Cold: the store is needed, so the narrowing runs in a thread (sync filter). Warm: two
+    passes on the loop around one asynchronous filter call, and the same result."""
+    _, key = identity
+    engine = FakeEngine(allow=True)
+    front = config(engine)
+    body = json.dumps({"experiment_ids": ["0"]}).encode()
+    scope = http_scope(
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        [*bearer(key), (b"content-type", b"application/json")],
+    )
+    bodies = []
+    for _ in range(2):
+        reached, sent = call_asgi(SecureASGIMiddleware(None, front), dict(scope), body)
+        assert sent[0]["status"] == 200
+        bodies.append(json.loads(reached[0][1]))
+    assert bodies[0] == bodies[1] == {"experiment_ids": ["0"]}
+    assert engine.client.filters == [("sync", ["0"]), ("async", ["0"])]
+    # an id nobody has seen (missing ones are never cached) sends it back to a thread
+    missing = json.dumps({"experiment_ids": ["0", "424242"]}).encode()
+    reached, _ = call_asgi(SecureASGIMiddleware(None, front), dict(scope), missing)
+    assert json.loads(reached[0][1]) == {"experiment_ids": ["0"]}
+    assert engine.client.filters[-1] == ("sync", ["0"])
