@@ -15,6 +15,7 @@ from mlflow_secure.audit.events import parse_trusted_proxies
 from mlflow_secure.audit.log import open_audit_log
 from mlflow_secure.bind_guard import check_bind
 from mlflow_secure.config import ConfigError, load_settings
+from mlflow_secure.decision_cache import DecisionCache
 from mlflow_secure.front_door import FrontDoorConfig, SecureASGIMiddleware, SecureWSGIMiddleware
 from mlflow_secure.identity.service import start_identity
 from mlflow_secure.log_redaction import install_access_log_redaction
@@ -117,6 +118,9 @@ def create_app() -> Any:
         audit=audit,
         trusted_proxies=trusted_proxies,
         shadow=shadow,
+        decisions=DecisionCache(settings.decision_cache_ttl)
+        if settings.decision_cache_ttl
+        else None,
     )
     if fastapi_app is not None:
         return SecureASGIMiddleware(fastapi_app, config)

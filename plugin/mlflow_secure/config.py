@@ -41,6 +41,13 @@ def _parse_positive_float(value: str) -> float:
     return number
 
 
+def _parse_non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError("expected a number of seconds, 0 or more")
+    return number
+
+
 def _parse_optional_str(value: str) -> str | None:
     return value.strip() or None
 
@@ -100,6 +107,15 @@ SETTINGS: tuple[Setting, ...] = (
         "decides every request again off the request path; disagreements with the active "
         "policies are logged (logger `mlflow_secure.shadow`), only the active ones are "
         "enforced. Unset: shadow mode off.",
+    ),
+    Setting(
+        "decision_cache_ttl",
+        _parse_non_negative_float,
+        0.0,
+        "Seconds a policy decision may be reused for a request with the same input (request "
+        "time aside) under the same policy revision; `0` turns the cache off. A cached "
+        "decision is also served just after OPA goes down, until the policy revision is "
+        "found unreadable (within 2 s).",
     ),
     Setting(
         "opa_timeout",
@@ -248,6 +264,7 @@ class Settings:
     opa_binary: str | None = None
     policy_dir: str | None = None
     shadow_policy_dir: str | None = None
+    decision_cache_ttl: float = 0.0
     opa_timeout: float = 0.5
     opa_startup_timeout: float = 30.0
     runtime_dir: str | None = None

@@ -4,196 +4,40 @@ It sits outside FastAPI and Flask, so no MLflow route, native or mounted, can be
 without passing here first: route (census) → authenticate → resolve → decide (OPA) →
 enforce, and one audit event per request whatever the outcome. The only routes passed
 without credentials are the census's public ones (health, the UI's static assets); the
-health probe reports 503 while no policy decision can be had.
+health probe reports 503 while no policy decision can be had. The decisions themselves are
+in pipeline.py; this module is the I/O of each server interface around them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
-import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from mlflow.exceptions import MlflowException
 
-from mlflow_secure import authorship, gate, listings
+from mlflow_secure import gate, listings
 from mlflow_secure.audit.events import client_ip
-from mlflow_secure.audit.log import AuditLog
-from mlflow_secure.decision_client import PolicyUnavailable
 from mlflow_secure.errors import ErrorResponse
-from mlflow_secure.identity.authenticator import Authenticator, AuthError
+from mlflow_secure.identity.authenticator import AuthError
 from mlflow_secure.identity.subject import bind_subject, unbind_subject
-from mlflow_secure.policy_engine import PolicyEngine
-from mlflow_secure.request_origin import OriginPolicy
-from mlflow_secure.resolution import AmbiguousRequest, list_params, request_params
-from mlflow_secure.resources import NeedsStore, ResourceResolver, cache_only
+from mlflow_secure.pipeline import (
+    FrontDoorConfig,
+    Pipeline,
+    decide,
+    decide_each,
+    decide_each_sync,
+    decide_sync,
+    is_health_probe,
+    log_problem,
+    narrow_on_loop,
+    record,
+    resolve_on_loop,
+)
 from mlflow_secure.route_census import ID_HEADERS
-from mlflow_secure.route_matcher import RouteMatcher
-from mlflow_secure.routes import Action, classify
-from mlflow_secure.shadow import ShadowEvaluator
-
-_logger = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 ASGIApp = Callable[..., Any]
-
-
-@dataclass
-class FrontDoorConfig:
-    engine: PolicyEngine
-    authenticator: Authenticator
-    sessions: Any  # sessionmaker of the identity store
-    health_paths: frozenset[str]
-    matcher: RouteMatcher  # every MLflow request is classified through the route census
-    resolver: ResourceResolver
-    static_prefix: str = ""
-    audit: AuditLog | None = None
-    trusted_proxies: tuple = ()
-    origins: OriginPolicy = field(default_factory=OriginPolicy.from_environment)
-    shadow: ShadowEvaluator | None = None  # shadow mode: candidate policies compared
-
-
-def is_health_probe(method: str, path: str, health_paths: frozenset[str]) -> bool:
-    # Exact paths only: a prefix match would make `/health/../api/...` style tricks public.
-    return method in {"GET", "HEAD"} and path in health_paths
-
-
-def _log_problem(problem: str) -> None:
-    _logger.warning("refusing requests: %s", problem)
-
-
-def _record(config: FrontDoorConfig, trail: gate.Trail) -> None:
-    if config.audit is not None:
-        config.audit.record(trail.event())
-
-
-class _Pipeline:
-    """The decisions shared by both front doors; I/O steps are passed in as callables."""
-
-    def __init__(self, config: FrontDoorConfig) -> None:
-        self.config = config
-
-    def route(self, trail: gate.Trail) -> Action | ErrorResponse:
-        facts = trail.facts
-        action = classify(facts.method, facts.path, self.config.static_prefix, self.config.matcher)
-        if action is None:
-            return trail.refuse(gate.NO_SUCH_ROUTE, "deny", "no such endpoint")
-        foreign = self.config.origins.refusal(facts.method, facts.host, facts.origin, False)
-        if foreign is not None:
-            return trail.refuse(foreign[0], "deny", foreign[1])
-        trail.action = action
-        return action
-
-    def body_on_read(self, trail: gate.Trail) -> ErrorResponse | None:
-        """After authentication (an anonymous caller learns nothing but 401)."""
-        facts = trail.facts
-        if facts.has_body and facts.method in {"GET", "HEAD"}:
-            return trail.refuse(gate.BODY_ON_READ, "deny", "a GET or HEAD request with a body")
-        return None
-
-    def credential(self, trail: gate.Trail, authorization: list[bytes]) -> Any:
-        throttle = self.config.authenticator.throttle
-        credential = gate.read_credential(throttle, trail.facts, authorization)  # AuthError
-        if isinstance(credential, ErrorResponse):
-            return trail.refuse(credential, "unauthenticated")
-        return credential
-
-    def failed(self, trail: gate.Trail, exc: AuthError) -> ErrorResponse:
-        response = gate.record_failure(self.config.authenticator.throttle, exc, trail.facts)
-        return trail.refuse(response, "unauthenticated", str(exc))
-
-    def stamp(self, trail: gate.Trail, body: bytes) -> bytes | ErrorResponse:
-        try:
-            return gate.stamp(trail.facts, body, trail.subject, self.config.static_prefix)
-        except authorship.AuthorshipViolation as exc:
-            return trail.refuse(ErrorResponse(400, str(exc)), "deny", str(exc))
-
-    def resource(self, trail: gate.Trail, body: bytes) -> dict[str, Any] | ErrorResponse:
-        config = self.config
-        resource = gate.resource_for(
-            trail.action, trail.subject, trail.facts, body, config.sessions, config.resolver
-        )
-        if isinstance(resource, ErrorResponse):
-            return trail.refuse(resource, "deny", resource.message)
-        trail.also = resource.pop("also", [])
-        trail.resource = resource
-        return resource
-
-    def other_inputs(self, trail: gate.Trail) -> list[dict[str, Any]]:
-        """The policy inputs for the further resources a request names, one each."""
-        return [
-            gate.policy_input(trail.subject, trail.action, other, trail.facts)
-            for other in trail.also
-        ]
-
-    def others_verdict(self, trail: gate.Trail, decisions: list[Any]) -> ErrorResponse | None:
-        """Every further resource must be allowed as the first was; the first refusal wins."""
-        for other, decision in zip(trail.also, decisions, strict=True):
-            if isinstance(decision, PolicyUnavailable):
-                _log_problem(str(decision))
-                return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
-            if not decision.allow:
-                trail.decision, trail.reasons = "deny", decision.reasons
-                trail.resource = {**other, "named_with": trail.resource.get("id")}
-                return gate.denial(decision, trail.subject, trail.action, trail.decision_id)
-        return None
-
-    def policy_input(self, trail: gate.Trail) -> dict[str, Any]:
-        trail.decision_id = gate.new_decision_id()
-        trail.policy_input = gate.policy_input(
-            trail.subject, trail.action, trail.resource, trail.facts
-        )
-        return trail.policy_input
-
-    def filter_input(self, trail: gate.Trail, resources: list[dict[str, Any]]) -> dict[str, Any]:
-        action, facts = trail.action, trail.facts
-        who = {"endpoint": action.endpoint, "access": "read", "method": facts.method}
-        return {"subject": trail.subject.policy_input(), "action": who, "resources": resources}
-
-    def listing(self, trail: gate.Trail, body: bytes, filter_call: Any = None) -> Any:
-        """For an allowed, narrowed listing: a reply to send, a Rewrite, or None.
-
-        `filter_call` answers the one filter question; by default a synchronous OPA call."""
-        action, facts, config = trail.action, trail.facts, self.config
-
-        def ask_opa(resources: list[dict[str, Any]]) -> set[str]:
-            return config.engine.client.filter_sync(self.filter_input(trail, resources))
-
-        filter_call = filter_call or ask_opa
-        try:
-            lists = list_params(action.spec)
-            params = request_params(facts.method, facts.query, body, action.path_params, lists)
-            listing = listings.ListingRequest(params, facts.method, config.resolver, filter_call)
-            narrowed = listings.narrow(action.endpoint, listing)
-        except (listings.ListingError, AmbiguousRequest) as exc:
-            return trail.refuse(ErrorResponse(400, str(exc)), "deny", str(exc))
-        except MlflowException as exc:
-            return listings.mlflow_error(exc)
-        except PolicyUnavailable as exc:
-            _log_problem(str(exc))
-            return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
-        if isinstance(narrowed, listings.JsonReply) and narrowed.status == 403:
-            # a narrower that refuses part of the request (GraphQL) is a denial in the trail
-            trail.decision, trail.reasons = "deny", (narrowed.reason(),)
-        return narrowed
-
-    def verdict(self, trail: gate.Trail, decision: Any) -> ErrorResponse | None:
-        if isinstance(decision, PolicyUnavailable):
-            _log_problem(str(decision))
-            return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
-        trail.policy_revision = self.config.engine.revision
-        if self.config.shadow is not None:  # off the request path; never raises
-            self.config.shadow.compare(
-                trail.policy_input, decision, trail.decision_id, trail.policy_revision
-            )
-        if not decision.allow:
-            trail.decision, trail.reasons = "deny", decision.reasons
-            return gate.denial(decision, trail.subject, trail.action, trail.decision_id)
-        gate.after_allowed_change(trail.action, trail.resource, self.config.resolver)
-        return None
 
 
 # ---------------------------------------------------------------------------------- ASGI
@@ -203,7 +47,7 @@ class SecureASGIMiddleware:
     def __init__(self, app: ASGIApp, config: FrontDoorConfig) -> None:
         self.app = app
         self.config = config
-        self.pipeline = _Pipeline(config)
+        self.pipeline = Pipeline(config)
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
@@ -245,7 +89,7 @@ class SecureASGIMiddleware:
         try:
             await self._handle(scope, receive, send_and_note, trail)
         finally:
-            _record(self.config, trail)
+            record(self.config, trail)
 
     async def _handle(
         self, scope: Scope, receive: Callable, send: Callable, trail: gate.Trail
@@ -257,7 +101,7 @@ class SecureASGIMiddleware:
             if problem is None:
                 await self.app(scope, receive, send)
                 return
-            _log_problem(problem)
+            log_problem(problem)
             trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
             await _send_asgi(send, gate.POLICY_DOWN)
             return
@@ -318,22 +162,22 @@ class SecureASGIMiddleware:
                     body = stamped
             receive = _replay(body)
 
-        resource = await _resource(pipeline, trail, body)
+        resource = await resolve_on_loop(pipeline, trail, body)
         if isinstance(resource, ErrorResponse):
             return resource
-        try:
-            decision: Any = await config.engine.client.decide(pipeline.policy_input(trail))
-        except PolicyUnavailable as exc:
-            decision = exc
+        decision = await decide(config, pipeline.policy_input(trail))
+        if pipeline.wants_alternatives(trail, decision):
+            alternatives = await decide_each(config, pipeline.other_inputs(trail, trail.any_of))
+            decision = pipeline.first_allowed(trail, decision, alternatives)
         refused = pipeline.verdict(trail, decision)
         if refused is None and trail.also:
             refused = pipeline.others_verdict(
-                trail, await _decide_each(config, pipeline.other_inputs(trail))
+                trail, await decide_each(config, pipeline.other_inputs(trail, trail.also))
             )
         if refused is not None:
             return refused
         if listings.narrows(action.endpoint):
-            narrowed = await _narrow(config, pipeline, trail, body)
+            narrowed = await narrow_on_loop(config, pipeline, trail, body)
             if isinstance(narrowed, listings.Rewrite):
                 if narrowed.body is not None:
                     scope = _with_content_length(scope, len(narrowed.body))
@@ -345,65 +189,6 @@ class SecureASGIMiddleware:
         # MLflow's native routes (gateway budgets, jobs, MCP) read the user from here.
         scope = {**scope, "state": {**scope.get("state", {}), "username": subject.name}}
         return scope, receive
-
-
-async def _resource(pipeline: _Pipeline, trail: gate.Trail, body: bytes) -> Any:
-    """Resolve on the event loop when the caches can answer; a worker thread otherwise."""
-    if trail.action.plugin_path is None:  # the plugin's own routes read the identity store
-        try:
-            with cache_only():
-                return pipeline.resource(trail, body)
-        except NeedsStore:
-            pass
-    return await anyio.to_thread.run_sync(pipeline.resource, trail, body)
-
-
-class _FilterNeeded(BaseException):
-    def __init__(self, resources: list[dict[str, Any]]) -> None:
-        self.resources = resources
-
-
-def _defer(resources: list[dict[str, Any]]) -> set[str]:
-    raise _FilterNeeded(resources)
-
-
-async def _narrow(config: FrontDoorConfig, pipeline: _Pipeline, trail: gate.Trail, body: bytes):
-    """Narrow on the event loop when the caches can describe the items: a first pass finds
-    the filter question, it is asked asynchronously, a second pass applies the answer. When
-    the database is needed, the whole narrowing moves to a worker thread."""
-    try:
-        with cache_only():
-            return pipeline.listing(trail, body, _defer)
-    except NeedsStore:
-        return await anyio.to_thread.run_sync(pipeline.listing, trail, body)
-    except _FilterNeeded as needed:
-        question = needed.resources
-    try:
-        answer = await config.engine.client.filter(pipeline.filter_input(trail, question))
-    except PolicyUnavailable as exc:
-        _log_problem(str(exc))
-        return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
-
-    def answered(resources: list[dict[str, Any]]) -> set[str]:
-        if resources != question:  # the caches moved between the passes: start over
-            raise NeedsStore
-        return answer
-
-    try:
-        with cache_only():
-            return pipeline.listing(trail, body, answered)
-    except NeedsStore:
-        return await anyio.to_thread.run_sync(pipeline.listing, trail, body)
-
-
-async def _decide_each(config: FrontDoorConfig, inputs: list[dict[str, Any]]) -> list[Any]:
-    async def one(policy_input: dict[str, Any]) -> Any:
-        try:
-            return await config.engine.client.decide(policy_input)
-        except PolicyUnavailable as exc:
-            return exc
-
-    return list(await asyncio.gather(*(one(i) for i in inputs)))
 
 
 def _asgi_has_body(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -468,7 +253,7 @@ class SecureWSGIMiddleware:
     def __init__(self, app: Callable, config: FrontDoorConfig) -> None:
         self.app = app
         self.config = config
-        self.pipeline = _Pipeline(config)
+        self.pipeline = Pipeline(config)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         forwarded = {
@@ -508,7 +293,7 @@ class SecureWSGIMiddleware:
         try:
             return self._handle(environ, start_and_note, trail)
         finally:
-            _record(self.config, trail)
+            record(self.config, trail)
 
     def _handle(
         self, environ: dict[str, Any], start_response: Callable, trail: gate.Trail
@@ -518,7 +303,7 @@ class SecureWSGIMiddleware:
             problem = config.engine.problem_sync()
             if problem is None:
                 return list(self.app(environ, start_response))
-            _log_problem(problem)
+            log_problem(problem)
             trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
             return _send_wsgi(start_response, gate.POLICY_DOWN)
         outcome = self._authorise(environ, trail)
@@ -574,18 +359,13 @@ class SecureWSGIMiddleware:
         resource = pipeline.resource(trail, body)
         if isinstance(resource, ErrorResponse):
             return resource
-        try:
-            decision: Any = config.engine.client.decide_sync(pipeline.policy_input(trail))
-        except PolicyUnavailable as exc:
-            decision = exc
+        decision = decide_sync(config, pipeline.policy_input(trail))
+        if pipeline.wants_alternatives(trail, decision):
+            alternatives = decide_each_sync(config, pipeline.other_inputs(trail, trail.any_of))
+            decision = pipeline.first_allowed(trail, decision, alternatives)
         refused = pipeline.verdict(trail, decision)
         if refused is None and trail.also:
-            decisions = []
-            for other in pipeline.other_inputs(trail):
-                try:
-                    decisions.append(config.engine.client.decide_sync(other))
-                except PolicyUnavailable as exc:
-                    decisions.append(exc)
+            decisions = decide_each_sync(config, pipeline.other_inputs(trail, trail.also))
             refused = pipeline.others_verdict(trail, decisions)
         if refused is not None:
             return refused

@@ -164,6 +164,8 @@ class Trail:
     policy_input: dict[str, Any] | None = None
     # Further resources the request names (a list of runs...): each must be allowed too.
     also: list[dict[str, Any]] = field(default_factory=list)
+    # Alternatives: the request is allowed if the resource or any one of these is.
+    any_of: list[dict[str, Any]] = field(default_factory=list)
     policy_revision: str | None = None
     status: int | None = None
 

@@ -275,7 +275,10 @@ def resolve(
         elif key is not None and kind == "dataset":
             linked = resolver.dataset_experiments(key)
             if linked:
-                return {**linked[0], **extra, **_also(linked[1:])}
+                # Read through any experiment it is linked to (as its listing shows it);
+                # change only with the right on every one (a change reaches them all).
+                others = {"any_of": linked[1:]} if spec.access == "read" else _also(linked[1:])
+                return {**linked[0], **extra, **(others if linked[1:] else {})}
         elif key is not None and kind in _LOOKUPS:
             return {**_LOOKUPS[kind](resolver, key), **extra}
         elif kind in _VIA_EXPERIMENT and (experiment_id := pick(params, ("experiment_id",))):

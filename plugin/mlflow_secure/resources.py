@@ -11,11 +11,11 @@ soon as this worker lets a request change them.
 from __future__ import annotations
 
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+
+from mlflow_secure.ttl_cache import TtlCache
 
 PROJECT_TAG = "mlflow.secure.project"
 CLASSIFICATION_TAG = "mlflow.secure.classification"
@@ -85,38 +85,6 @@ def _guarded(store: Callable[[], Any]) -> Callable[[], Any]:
     return get
 
 
-class _Cache:
-    """A bounded LRU with optional expiry; thread-safe (WSGI servers use threads)."""
-
-    def __init__(self, ttl: float | None) -> None:
-        self._ttl = ttl
-        self._items: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            stored_at, value = item
-            if self._ttl is not None and time.monotonic() - stored_at > self._ttl:
-                del self._items[key]
-                return None
-            self._items.move_to_end(key)
-            return value
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            self._items[key] = (time.monotonic(), value)
-            self._items.move_to_end(key)
-            while len(self._items) > MAX_CACHED:
-                self._items.popitem(last=False)
-
-    def drop(self, key: Any) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-
-
 def _attributes(tags: Mapping[str, str]) -> dict[str, Any]:
     return {
         "project": tags.get(PROJECT_TAG) or None,
@@ -136,10 +104,11 @@ class ResourceResolver:
     ) -> None:
         self._tracking = _guarded(tracking_store)
         self._registry = _guarded(registry_store)
-        self._parents = _Cache(ttl=None)  # run/trace/logged model/version → parent: immutable
-        self._experiments = _Cache(ttl=ATTRIBUTE_TTL)
-        self._registered_models = _Cache(ttl=ATTRIBUTE_TTL)
-        self._locations = _Cache(ttl=ATTRIBUTE_TTL)
+        # run/trace/logged model/version → parent: immutable, kept for the process
+        self._parents = TtlCache(None, MAX_CACHED)
+        self._experiments = TtlCache(ATTRIBUTE_TTL, MAX_CACHED)
+        self._registered_models = TtlCache(ATTRIBUTE_TTL, MAX_CACHED)
+        self._locations = TtlCache(ATTRIBUTE_TTL, MAX_CACHED)
 
     def tracking_store(self) -> Any:
         return self._tracking()

@@ -688,3 +688,34 @@ def test_otlp_export_is_authorised_by_its_experiment_header(world):
     accepted = export(actors["alice"], ids["fraud"], run=ids["fraud_run"])
     assert accepted.status_code == 200, accepted.text
     assert export(actors["bob"], ids["churn"], run=churn_run).status_code == 200
+
+
+def test_a_shared_dataset_is_read_through_any_experiment_and_changed_through_all(world):
+    _, actors, ids = world
+    admin, bob, alice = actors["admin"], actors["bob"], actors["alice"]
+    made = admin.call(
+        "POST",
+        "/3.0/mlflow/datasets/create",
+        json={"name": "shared-data", "experiment_ids": [ids["fraud"], ids["churn"]]},
+    )
+    assert made.status_code == 200, made.text
+    dataset_id = made.json()["dataset"]["dataset_id"]
+    for actor in (alice, bob):
+        read = actor.call("GET", f"/3.0/mlflow/datasets/{dataset_id}")
+        assert read.status_code == 200, read.text
+        listed = actor.call("POST", "/3.0/mlflow/datasets/search", json={})
+        assert "shared-data" in {d["name"] for d in listed.json()["datasets"]}
+        tagged = actor.call(
+            "PATCH",
+            f"/3.0/mlflow/datasets/{dataset_id}/tags",
+            json={"tags": json.dumps({"k": "v"})},
+        )
+        assert tagged.status_code == 403, tagged.text  # the change would reach the other team
+    assert (
+        admin.call(
+            "PATCH",
+            f"/3.0/mlflow/datasets/{dataset_id}/tags",
+            json={"tags": json.dumps({"k": "v"})},
+        ).status_code
+        == 200
+    )

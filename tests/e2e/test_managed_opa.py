@@ -172,3 +172,33 @@ def test_external_opa(tmp_path, opa_binary):
     finally:
         server.interrupt()
         opa.kill()
+
+
+def test_the_optional_decision_cache_answers_repeats_and_nothing_else(tmp_path, opa_binary):
+    """With MLFLOW_SECURE_DECISION_CACHE_TTL, a repeated request reuses its decision, even
+    just after OPA went down (the documented price); any other request fails closed, and so
+    does the repeat once the worker notices that the policy revision cannot be read."""
+    binary = tmp_path / "bin" / "opa"
+    binary.parent.mkdir()
+    shutil.copy2(opa_binary, binary)
+    server = servers.start(
+        tmp_path,
+        env={"MLFLOW_SECURE_OPA_BINARY": str(binary), "MLFLOW_SECURE_DECISION_CACHE_TTL": "60"},
+    )
+    try:
+        admin = server.admin_key()
+        cached = "/api/2.0/mlflow/experiments/get?experiment_id=0"
+        assert server.api("GET", cached, admin).status_code == 200
+        binary.rename(binary.with_name("opa.hidden"))
+        (pid,) = server.opa_pids()
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: server.opa_pids() == [])
+        assert server.api("GET", cached, admin).status_code == 200  # decided a moment ago
+        fresh = server.api("GET", "/api/2.0/mlflow/experiments/search?max_results=1", admin)
+        assert fresh.status_code == 503
+        # Once the worker finds the policy revision unreadable (within 2 s), the cache is
+        # not consulted any more: the repeat fails closed too.
+        assert wait_until(lambda: server.api("GET", cached, admin).status_code == 503, 10)
+        assert health(server) == 503
+    finally:
+        server.interrupt()

@@ -411,3 +411,27 @@ def test_a_listing_is_narrowed_on_the_event_loop_once_the_caches_are_warm(identi
     reached, _ = call_asgi(SecureASGIMiddleware(None, front), dict(scope), missing)
     assert json.loads(reached[0][1]) == {"experiment_ids": ["0"]}
     assert engine.client.filters[-1] == ("sync", ["0"])
+
+
+def test_the_decision_cache_saves_identical_decisions_and_never_caches_an_outage(identity, config):
+    from mlflow_secure.decision_cache import DecisionCache
+
+    _, key = identity
+    engine = FakeEngine(allow=True)
+    front = config(engine)
+    front.decisions = DecisionCache(ttl=60)
+    scope = http_scope("GET", "/api/2.0/mlflow/experiments/get", bearer(key), b"experiment_id=0")
+    for _ in range(3):
+        _, sent = call_asgi(SecureASGIMiddleware(None, front), dict(scope))
+        assert sent[0]["status"] == 200
+    assert len(engine.client.inputs) == 1  # one OPA decision for three identical requests
+    other = http_scope("GET", "/api/2.0/mlflow/experiments/get", bearer(key), b"experiment_id=1")
+    call_asgi(SecureASGIMiddleware(None, front), other)
+    assert len(engine.client.inputs) == 2  # another resource is another decision
+    down = FakeEngine(down=True)
+    front = config(down)
+    front.decisions = DecisionCache(ttl=60)
+    for _ in range(2):
+        _, sent = call_asgi(SecureASGIMiddleware(None, front), dict(scope))
+        assert sent[0]["status"] == 503
+    assert len(down.client.inputs) == 2  # an unavailable OPA is asked again, never cached

@@ -254,7 +254,18 @@ def test_sub_objects_and_datasets_resolve_to_their_experiments(stores, resolver,
     linked = _resolved(matcher, resolver, "GET", f"/api/3.0/mlflow/datasets/{dataset.dataset_id}")
     assert linked["type"] == "dataset"
     assert linked["experiment_id"] in {experiment, default_location}
-    assert len(linked["also"]) == 1
+    assert len(linked["any_of"]) == 1  # read through any experiment it is linked to
+    body = json.dumps({"dataset_record_ids": ["r1"]}).encode()
+    changed = _resolved(
+        matcher,
+        resolver,
+        "DELETE",
+        f"/api/3.0/mlflow/datasets/{dataset.dataset_id}/records",
+        b"",
+        body,
+    )
+    assert len(changed["also"]) == 1  # changed only with the right on every one
+    assert "any_of" not in changed
 
 
 def test_cache_only_resolution_signals_instead_of_touching_the_store(stores, resolver, matcher):
