@@ -138,11 +138,19 @@ def test_auditor_reads_everything_and_writes_nothing(world):
 
 
 def test_unfiltered_listings_are_for_administrators_and_auditors(world):
-    """Webhooks have no project: their list cannot be narrowed per item, so it stays closed."""
+    """Jobs carry parameters this layer does not read: their search cannot be narrowed per
+    item, so it stays closed. Webhooks carry no attributes at all: one question decides the
+    whole list, so others see an empty one."""
     _, actors, _ids = world
+    jobs = actors["bob"].call("POST", "/3.0/jobs/search", prefix="/ajax-api", json={})
+    assert jobs.status_code == 403
+    assert "until its results are filtered" in jobs.json()["reasons"][0]
+    audited = actors["audrey"].call("POST", "/3.0/jobs/search", prefix="/ajax-api", json={})
+    assert audited.status_code == 200, audited.text
     hooks = actors["bob"].call("GET", "/2.0/mlflow/webhooks")
-    assert hooks.status_code == 403
-    assert "until its results are filtered" in hooks.json()["reasons"][0]
+    assert (hooks.status_code, hooks.json()) == (200, {})
+    secrets = actors["bob"].call("GET", "/3.0/mlflow/gateway/secrets/list")
+    assert (secrets.status_code, secrets.json()) == (200, {})
     assert actors["audrey"].call("GET", "/2.0/mlflow/webhooks").status_code == 200
 
 

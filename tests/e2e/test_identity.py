@@ -142,11 +142,12 @@ def test_cli_service_account_key_and_the_secure_auth_provider(server, admin_key,
     assert subject["kind"] == "service"
     assert subject["scopes"] == ["write"]
     assert subject["key_projects"] == ["fraud"]
-    # The service account is no administrator and has no project role yet: its experiment
-    # search is narrowed to nothing, and listings that cannot be narrowed are closed to it.
+    # The service account is no administrator and has no project role yet: its listings are
+    # narrowed to nothing, and a direct read of the Default experiment is refused.
     assert MlflowClient().search_experiments() == []
-    with pytest.raises(MlflowException, match="administrators and auditors only") as info:
-        MlflowClient().list_webhooks()
+    assert list(MlflowClient().list_webhooks()) == []
+    with pytest.raises(MlflowException, match="experiment") as info:
+        MlflowClient().get_experiment("0")
     assert info.value.error_code == "PERMISSION_DENIED"
 
 
@@ -158,16 +159,17 @@ def test_denials_carry_a_decision_id_and_reasons(server, admin_key):
             headers={"Authorization": f"Bearer {admin_key}"},
         )
         assert created.status_code == 200, created.text
-        denied = http.get(
-            server.url + "/api/2.0/mlflow/webhooks?max_results=5",
+        denied = http.post(
+            server.url + "/ajax-api/3.0/jobs/search",
             headers=basic("bob", "bob's long password"),
+            json={},
         )
     assert denied.status_code == 403
     body = denied.json()
     assert body["error_code"] == "PERMISSION_DENIED"
     assert len(body["decision_id"]) == 32
     assert body["reasons"] == [
-        "listing webhook is open to administrators and auditors only until its results are filtered"
+        "listing job is open to administrators and auditors only until its results are filtered"
     ]
     assert body["decision_id"] in server.log()
 

@@ -187,3 +187,17 @@ def test_policy_tags_beyond_project_and_classification_reach_the_policy(tmp_path
             "mlflow.secure.project": "even",
             "mlflow.secure.legal_hold": "yes",
         }
+
+
+def test_a_list_of_attribute_less_items_is_one_question(store):
+    calls = []
+
+    def admins_only(resources):
+        calls.append(resources)
+        return set()
+
+    reply = core.uniform(request(store, admins_only), "gateway")
+    assert (reply.status, reply.body()) == (200, b"{}")
+    assert [r["type"] for r in calls[0]] == ["gateway"]
+    assert calls[0][0]["group"] is True
+    assert core.uniform(request(store, lambda rs: {r["id"] for r in rs}), "webhook") is None

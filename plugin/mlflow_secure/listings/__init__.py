@@ -16,9 +16,15 @@ from mlflow_secure.listings.core import (
     ListingRequest,
     Rewrite,
     mlflow_error,
+    uniform,
 )
 
 Narrower = Callable[[ListingRequest], "Rewrite | JsonReply | None"]
+
+
+def _uniform(resource_type: str) -> Narrower:
+    return lambda listing: uniform(listing, resource_type)
+
 
 NARROWERS: dict[str, Narrower] = {
     "mlflow.experiments.search": experiments.search,
@@ -31,6 +37,15 @@ NARROWERS: dict[str, Narrower] = {
     "mlflow.traces.batch_get": by_experiment.batch_get_traces,
     "mlflow.traces.batch_get_infos": by_experiment.batch_get_traces,
     "mlflow.datasets.search": by_experiment.search_datasets,
+    # Items with no attributes of their own: one question for the whole page (proto JSON
+    # answers, so an empty page is `{}`).
+    "mlflow.webhooks.list": _uniform("webhook"),
+    "mlflow.gateway.list_secrets": _uniform("gateway"),
+    "mlflow.gateway.list_endpoints": _uniform("gateway"),
+    "mlflow.gateway.list_model_definitions": _uniform("gateway"),
+    "mlflow.gateway.list_guardrails": _uniform("gateway"),
+    "mlflow.gateway.list_budgets": _uniform("gateway"),
+    "mlflow.gateway.list_budget_windows": _uniform("gateway"),
     "mlflow.registered_models.search": registry.search_registered_models,
     "mlflow.model_versions.search": registry.search_model_versions,
 }

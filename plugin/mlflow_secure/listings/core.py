@@ -159,3 +159,19 @@ def decode_offset(token: str | None) -> int:
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise ListingError("Invalid page token.")
     return offset
+
+
+def uniform(listing: ListingRequest, resource_type: str) -> JsonReply | None:
+    """A listing whose items carry no attributes the policy reads (gateway secrets, webhooks):
+    they form one group, so one question decides the whole page. Readable: MLflow answers as
+    it would (None); not readable: an empty page, `{}` in MLflow's proto JSON."""
+    group = {
+        "type": resource_type,
+        "project": None,
+        "classification": None,
+        "owner": None,
+        "tags": {},
+    }
+    if readable_by_key({"all": ()}, lambda _: group, listing.allowed):
+        return None
+    return JsonReply(200, b"{}")
