@@ -130,3 +130,14 @@ def test_stop_before_election_never_starts_opa(opa_binary, private):
     finally:
         holder.stop()
         waiting.stop()
+
+
+def test_opa_gets_go_runtime_settings_unless_the_operator_chose_some():
+    from mlflow_secure.managed_opa import opa_environment
+
+    tuned = opa_environment({"PATH": "/bin"})
+    assert tuned["PATH"] == "/bin"
+    assert int(tuned["GOMAXPROCS"]) >= 1
+    assert tuned["GOGC"] == "400"
+    chosen = opa_environment({"GOMAXPROCS": "8", "GOGC": "100"})
+    assert (chosen["GOMAXPROCS"], chosen["GOGC"]) == ("8", "100")
