@@ -177,7 +177,7 @@ class SecureASGIMiddleware:
         if refused is not None:
             return refused
         if listings.narrows(action.endpoint):
-            narrowed = await narrow_on_loop(config, pipeline, trail, body)
+            narrowed = await narrow_on_loop(config, pipeline, trail)
             if isinstance(narrowed, listings.Rewrite):
                 if narrowed.body is not None:
                     scope = _with_content_length(scope, len(narrowed.body))
@@ -371,7 +371,7 @@ class SecureWSGIMiddleware:
             return refused
         if not listings.narrows(action.endpoint):
             return None
-        narrowed = pipeline.listing(trail, body)
+        narrowed = pipeline.listing(trail)
         if isinstance(narrowed, listings.Rewrite):
             if narrowed.body is not None:
                 environ["wsgi.input"] = io.BytesIO(narrowed.body)

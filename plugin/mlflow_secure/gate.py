@@ -65,6 +65,13 @@ def needs_body(action: Action, facts: RequestFacts) -> bool:
     return (facts.content_type or "").startswith("application/json")
 
 
+def request_parameters(action: Action, facts: RequestFacts, body: bytes) -> dict[str, Any]:
+    """The parameters of an MLflow request, read as its handler reads them (AmbiguousRequest
+    when they conflict). Parsed once per request: resolution and listings share them."""
+    lists = list_params(action.spec)
+    return request_params(facts.method, facts.query, body, action.path_params, lists)
+
+
 def resource_for(
     action: Action,
     subject: Subject,
@@ -72,29 +79,33 @@ def resource_for(
     body: bytes,
     sessions: Any,
     resolver: ResourceResolver,
+    params: dict[str, Any] | None,
 ) -> dict[str, Any] | ErrorResponse:
-    """The policy's resource, read from the stores (database I/O: a worker thread in ASGI)."""
-    if action.plugin_path is not None:
+    """The policy's resource, read from the stores (database I/O: a worker thread in ASGI).
+    `params`: `request_parameters` of an MLflow request (None for the plugin's own API)."""
+    if action.plugin_path is not None or params is None:
         return resolve_resource(action, subject, facts.query, body, sessions)
+    # Header ids come from the headers alone: a parameter spelt like one is not a header.
+    named = {k: v for k, v in params.items() if not k.startswith("header:")}
     try:
-        lists = list_params(action.spec)
-        params = request_params(facts.method, facts.query, body, action.path_params, lists)
-        # Header ids come from the headers alone: a parameter spelt like one is not a header.
-        params = {k: v for k, v in params.items() if not k.startswith("header:")}
         for name, value in facts.id_headers:
             key = f"header:{name}"
-            if key in params and params[key] != value:
+            if key in named and named[key] != value:
                 raise AmbiguousRequest(f"header {name!r} is given more than once")
-            params[key] = value
-        resource = resolve(action.spec, params, resolver, subject.name)
+            named[key] = value
+        resource = resolve(action.spec, named, resolver, subject.name)
     except AmbiguousRequest as exc:
-        return ErrorResponse(400, f"Ambiguous request: {exc}.")
+        return ambiguous(exc)
     except BadRequest as exc:
         return ErrorResponse(400, f"{exc}.")
     if action.spec.listing:
         # Whether the results will be narrowed per item (listings.py): the policy must know.
         resource["filtered"] = listings.narrows(action.endpoint)
     return resource
+
+
+def ambiguous(exc: AmbiguousRequest) -> ErrorResponse:
+    return ErrorResponse(400, f"Ambiguous request: {exc}.")
 
 
 def after_allowed_change(action: Action, resource: dict[str, Any], resolver: Any) -> None:
@@ -164,6 +175,8 @@ class Trail:
     policy_input: dict[str, Any] | None = None
     # Further resources the request names (a list of runs...): each must be allowed too.
     also: list[dict[str, Any]] = field(default_factory=list)
+    # An MLflow request's parameters, parsed once (gate.request_parameters).
+    params: dict[str, Any] | None = None
     # Alternatives: the request is allowed if the resource or any one of these is.
     any_of: list[dict[str, Any]] = field(default_factory=list)
     policy_revision: str | None = None

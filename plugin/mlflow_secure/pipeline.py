@@ -24,7 +24,7 @@ from mlflow_secure.errors import ErrorResponse
 from mlflow_secure.identity.authenticator import Authenticator, AuthError
 from mlflow_secure.policy_engine import PolicyEngine
 from mlflow_secure.request_origin import OriginPolicy
-from mlflow_secure.resolution import AmbiguousRequest, list_params, request_params
+from mlflow_secure.resolution import AmbiguousRequest
 from mlflow_secure.resources import NeedsStore, ResourceResolver, cache_only
 from mlflow_secure.route_matcher import RouteMatcher
 from mlflow_secure.routes import Action, classify
@@ -105,9 +105,15 @@ class Pipeline:
             return trail.refuse(ErrorResponse(400, str(exc)), "deny", str(exc))
 
     def resource(self, trail: gate.Trail, body: bytes) -> dict[str, Any] | ErrorResponse:
-        config = self.config
+        config, action = self.config, trail.action
+        if action.plugin_path is None:
+            try:
+                trail.params = gate.request_parameters(action, trail.facts, body)
+            except AmbiguousRequest as exc:
+                refusal = gate.ambiguous(exc)
+                return trail.refuse(refusal, "deny", refusal.message)
         resource = gate.resource_for(
-            trail.action, trail.subject, trail.facts, body, config.sessions, config.resolver
+            action, trail.subject, trail.facts, body, config.sessions, config.resolver, trail.params
         )
         if isinstance(resource, ErrorResponse):
             return trail.refuse(resource, "deny", resource.message)
@@ -134,7 +140,12 @@ class Pipeline:
         the first resource stands."""
         for other, answer in zip(trail.any_of, alternatives, strict=True):
             if not isinstance(answer, PolicyUnavailable) and answer.allow:
+                # the decision that stands is this one: the audit event and the shadow
+                # comparison must see the input it answered
                 trail.resource = other
+                trail.policy_input = gate.policy_input(
+                    trail.subject, trail.action, other, trail.facts
+                )
                 return answer
         return decision
 
@@ -162,7 +173,7 @@ class Pipeline:
         who = {"endpoint": action.endpoint, "access": "read", "method": facts.method}
         return {"subject": trail.subject.policy_input(), "action": who, "resources": resources}
 
-    def listing(self, trail: gate.Trail, body: bytes, filter_call: Any = None) -> Any:
+    def listing(self, trail: gate.Trail, filter_call: Any = None) -> Any:
         """For an allowed, narrowed listing: a reply to send, a Rewrite, or None.
 
         `filter_call` answers the one filter question; by default a synchronous OPA call."""
@@ -173,9 +184,9 @@ class Pipeline:
 
         filter_call = filter_call or ask_opa
         try:
-            lists = list_params(action.spec)
-            params = request_params(facts.method, facts.query, body, action.path_params, lists)
-            listing = listings.ListingRequest(params, facts.method, config.resolver, filter_call)
+            listing = listings.ListingRequest(
+                trail.params, facts.method, config.resolver, filter_call
+            )
             narrowed = listings.narrow(action.endpoint, listing)
         except (listings.ListingError, AmbiguousRequest) as exc:
             return trail.refuse(ErrorResponse(400, str(exc)), "deny", str(exc))
@@ -225,17 +236,15 @@ def _defer(resources: list[dict[str, Any]]) -> set[str]:
     raise _FilterNeeded(resources)
 
 
-async def narrow_on_loop(
-    config: FrontDoorConfig, pipeline: Pipeline, trail: gate.Trail, body: bytes
-):
+async def narrow_on_loop(config: FrontDoorConfig, pipeline: Pipeline, trail: gate.Trail) -> Any:
     """Narrow on the event loop when the caches can describe the items: a first pass finds
     the filter question, it is asked asynchronously, a second pass applies the answer. When
     the database is needed, the whole narrowing moves to a worker thread."""
     try:
         with cache_only():
-            return pipeline.listing(trail, body, _defer)
+            return pipeline.listing(trail, _defer)
     except NeedsStore:
-        return await anyio.to_thread.run_sync(pipeline.listing, trail, body)
+        return await anyio.to_thread.run_sync(pipeline.listing, trail)
     except _FilterNeeded as needed:
         question = needed.resources
     try:
@@ -251,37 +260,40 @@ async def narrow_on_loop(
 
     try:
         with cache_only():
-            return pipeline.listing(trail, body, answered)
+            return pipeline.listing(trail, answered)
     except NeedsStore:
-        return await anyio.to_thread.run_sync(pipeline.listing, trail, body)
+        return await anyio.to_thread.run_sync(pipeline.listing, trail)
+
+
+def _cached(config: FrontDoorConfig, policy_input: dict[str, Any]) -> tuple[str | None, Any]:
+    """The cache key of a decision (None: not cached) and the decision cached under it."""
+    cache = config.decisions
+    key = cache.key(policy_input, config.engine.revision) if cache is not None else None
+    return key, (cache.get(key) if key is not None else None)
 
 
 async def decide(config: FrontDoorConfig, policy_input: dict[str, Any]) -> Any:
     """The decision, or the PolicyUnavailable that refuses the request (never cached)."""
-    cache = config.decisions
-    key = cache.key(policy_input, config.engine.revision) if cache is not None else None
-    if key is not None and (cached := cache.get(key)) is not None:
-        return cached
-    try:
-        decision = await config.engine.client.decide(policy_input)
-    except PolicyUnavailable as exc:
-        return exc
-    if key is not None:
-        cache.put(key, decision)
+    key, decision = _cached(config, policy_input)
+    if decision is None:
+        try:
+            decision = await config.engine.client.decide(policy_input)
+        except PolicyUnavailable as exc:
+            return exc
+        if key is not None:
+            config.decisions.put(key, decision)
     return decision
 
 
 def decide_sync(config: FrontDoorConfig, policy_input: dict[str, Any]) -> Any:
-    cache = config.decisions
-    key = cache.key(policy_input, config.engine.revision) if cache is not None else None
-    if key is not None and (cached := cache.get(key)) is not None:
-        return cached
-    try:
-        decision = config.engine.client.decide_sync(policy_input)
-    except PolicyUnavailable as exc:
-        return exc
-    if key is not None:
-        cache.put(key, decision)
+    key, decision = _cached(config, policy_input)
+    if decision is None:
+        try:
+            decision = config.engine.client.decide_sync(policy_input)
+        except PolicyUnavailable as exc:
+            return exc
+        if key is not None:
+            config.decisions.put(key, decision)
     return decision
 
 

@@ -435,3 +435,29 @@ def test_the_decision_cache_saves_identical_decisions_and_never_caches_an_outage
         _, sent = call_asgi(SecureASGIMiddleware(None, front), dict(scope))
         assert sent[0]["status"] == 503
     assert len(down.client.inputs) == 2  # an unavailable OPA is asked again, never cached
+
+
+def test_an_allowed_alternative_becomes_the_decided_input(config):
+    """A dataset read allowed through its second experiment: the trail (audit event, shadow
+    comparison) names that experiment and the input that was allowed, not the first one."""
+    from types import SimpleNamespace
+
+    from mlflow_secure import gate
+    from mlflow_secure.pipeline import Pipeline
+
+    pipeline = Pipeline(config(FakeEngine()))
+    facts = gate.RequestFacts("GET", "/api/3.0/mlflow/datasets/d", b"", "127.0.0.1", False)
+    trail = gate.Trail(facts)
+    trail.subject = SimpleNamespace(policy_input=lambda: {"id": "bob"})
+    trail.action = SimpleNamespace(endpoint="mlflow.datasets.get", access="read")
+    first = {"type": "dataset", "id": "d", "experiment_id": "1"}
+    second = {"type": "dataset", "id": "d", "experiment_id": "2"}
+    trail.resource, trail.any_of = first, [second]
+    trail.policy_input = gate.policy_input(trail.subject, trail.action, first, facts)
+    refusal = Decision(False, ("not yours",))
+    assert pipeline.wants_alternatives(trail, refusal)
+    kept = pipeline.first_allowed(trail, refusal, [Decision(True, ())])
+    assert kept.allow
+    assert trail.resource == second
+    assert trail.policy_input["resource"] == second
+    assert pipeline.first_allowed(trail, refusal, [PolicyUnavailable("down")]) is refusal

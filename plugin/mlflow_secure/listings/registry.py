@@ -127,6 +127,13 @@ def is_sql(store: Any) -> bool:
     return isinstance(store, SqlAlchemyStore)
 
 
+def _reply(response: Any, search: Search, more: bool) -> JsonReply:
+    """MLflow's JSON for a filled response message; a token only while more remain."""
+    if more:
+        response.next_page_token = encode_offset(search.offset + search.count)
+    return JsonReply(200, message_to_json(response).encode())
+
+
 # ------------------------------------------------------------------------- registered models
 
 
@@ -138,9 +145,7 @@ def search_registered_models(listing: ListingRequest) -> JsonReply:
     models, more = finder(store, listing, search)
     response = SearchRegisteredModels.Response()
     response.registered_models.extend(m.to_proto() for m in models)
-    if more:
-        response.next_page_token = encode_offset(search.offset + search.count)
-    return JsonReply(200, message_to_json(response).encode())
+    return _reply(response, search, more)
 
 
 def _sql_registered_models(
@@ -206,9 +211,7 @@ def search_model_versions(listing: ListingRequest) -> JsonReply:
     versions, more = finder(store, listing, search)
     response = SearchModelVersions.Response()
     response.model_versions.extend(v.to_proto() for v in versions)
-    if more:
-        response.next_page_token = encode_offset(search.offset + search.count)
-    return JsonReply(200, message_to_json(response).encode())
+    return _reply(response, search, more)
 
 
 def _sql_model_versions(
