@@ -46,7 +46,7 @@ def _in_process_costs(policy_dir: Path) -> tuple[float, float]:
     from mlflow_secure.identity.authenticator import Authenticator
     from mlflow_secure.identity.credentials import Bearer, parse_authorization
     from mlflow_secure.identity.throttle import Throttle
-    from mlflow_secure.policy_engine import PROBE_INPUT, start_policy_engine
+    from mlflow_secure.policy.engine import PROBE_INPUT, start_policy_engine
 
     with tempfile.TemporaryDirectory() as tmp:
         engine = store.open_engine(f"sqlite:///{tmp}/id.db")

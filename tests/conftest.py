@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlflow_secure.config import Settings, load_settings
-from mlflow_secure.opa_toolchain import OpaToolchainError, find_opa
+from mlflow_secure.policy.toolchain import OpaToolchainError, find_opa
 
 REPO = Path(__file__).resolve().parent.parent
 

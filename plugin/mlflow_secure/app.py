@@ -15,13 +15,17 @@ from mlflow_secure.audit.events import parse_trusted_proxies
 from mlflow_secure.audit.log import open_audit_log
 from mlflow_secure.bind_guard import check_bind
 from mlflow_secure.config import ConfigError, load_settings
-from mlflow_secure.decision_cache import DecisionCache
-from mlflow_secure.front_door import FrontDoorConfig, SecureASGIMiddleware, SecureWSGIMiddleware
 from mlflow_secure.identity.service import start_identity
 from mlflow_secure.log_redaction import install_access_log_redaction
-from mlflow_secure.opa_toolchain import OpaToolchainError
-from mlflow_secure.policy_engine import StartupError, start_policy_engine
-from mlflow_secure.shadow import start_shadow
+from mlflow_secure.policy.decision_cache import DecisionCache
+from mlflow_secure.policy.engine import StartupError, start_policy_engine
+from mlflow_secure.policy.shadow import start_shadow
+from mlflow_secure.policy.toolchain import OpaToolchainError
+from mlflow_secure.request.front_door import (
+    FrontDoorConfig,
+    SecureASGIMiddleware,
+    SecureWSGIMiddleware,
+)
 
 _logger = logging.getLogger("mlflow_secure")
 # gunicorn halts (instead of respawning) when a worker exits with this code.
@@ -87,10 +91,10 @@ def create_app() -> Any:
         _get_tracking_store,
     )
 
-    from mlflow_secure.admin_api import register_admin_api
-    from mlflow_secure.resources import ResourceResolver
-    from mlflow_secure.route_census import UnmappedRoutes, require_complete, take_census
-    from mlflow_secure.route_matcher import RouteMatcher
+    from mlflow_secure.admin.api import register_admin_api
+    from mlflow_secure.request.census import UnmappedRoutes, require_complete, take_census
+    from mlflow_secure.request.lookups import ResourceResolver
+    from mlflow_secure.request.matcher import RouteMatcher
 
     register_admin_api(flask_app, identity.sessions, _add_static_prefix)
     register_audit_api(flask_app, identity.sessions, _add_static_prefix)

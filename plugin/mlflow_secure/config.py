@@ -105,7 +105,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Shadow mode: a candidate policy directory, served by a second managed OPA, that "
         "decides every request again off the request path; disagreements with the active "
-        "policies are logged (logger `mlflow_secure.shadow`), only the active ones are "
+        "policies are logged (logger `mlflow_secure.policy.shadow`), only the active ones are "
         "enforced. Unset: shadow mode off.",
     ),
     Setting(

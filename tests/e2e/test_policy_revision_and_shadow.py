@@ -12,7 +12,7 @@ import time
 import pytest
 
 from mlflow_secure.config import bundled_policy_dir
-from mlflow_secure.policy_revision import directory_revision
+from mlflow_secure.policy.revision import directory_revision
 from tests.support import servers
 
 pytestmark = pytest.mark.e2e

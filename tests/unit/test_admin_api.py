@@ -18,7 +18,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mlflow_secure.admin_api import API_ROOT, MAX_BODY_BYTES, register_admin_api
+from mlflow_secure.admin.api import API_ROOT, MAX_BODY_BYTES, register_admin_api
 from mlflow_secure.identity import api_keys, store
 from mlflow_secure.identity.models import ApiKey
 from mlflow_secure.identity.store import migrate, open_engine, session_factory

@@ -28,7 +28,7 @@ from flask import Flask
 from sqlalchemy import Engine, inspect, text, update
 
 from mlflow_secure.audit import api as audit_api
-from mlflow_secure.audit import cli as audit_cli
+from mlflow_secure.cli import audit as audit_cli
 from mlflow_secure.audit import store
 from mlflow_secure.audit.events import (
     EVENT_FIELDS,

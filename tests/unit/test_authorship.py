@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from mlflow_secure.authorship import (
+from mlflow_secure.request.authorship import (
     ENDPOINTS,
     AuthorshipViolation,
     find_endpoint,

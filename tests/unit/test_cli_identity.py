@@ -25,9 +25,9 @@ from mlflow.server import get_app_client
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from mlflow_secure.admin_api import register_admin_api
-from mlflow_secure.admin_client import SecureAdminClient
-from mlflow_secure.cli_identity import register
+from mlflow_secure.admin.api import register_admin_api
+from mlflow_secure.admin.client import SecureAdminClient
+from mlflow_secure.cli.identity import register
 from mlflow_secure.identity import api_keys, passwords, store
 from mlflow_secure.identity.store import migrate, open_engine, session_factory
 from mlflow_secure.identity.subject import Subject, bind_subject, unbind_subject

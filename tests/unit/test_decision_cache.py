@@ -2,7 +2,7 @@
 
 import time
 
-from mlflow_secure.decision_cache import DecisionCache
+from mlflow_secure.policy.decision_cache import DecisionCache
 
 INPUT = {
     "subject": {"id": "ann", "roles": [], "projects": [{"name": "fraud", "role": "viewer"}]},

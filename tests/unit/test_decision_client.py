@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from mlflow_secure.config import ConfigError
-from mlflow_secure.decision_client import (
+from mlflow_secure.policy.client import (
     Decision,
     DecisionClient,
     OpaEndpoint,

@@ -5,11 +5,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from mlflow_secure.cli import main
+from mlflow_secure.cli.main import main
 from mlflow_secure.config import bundled_policy_dir
-from mlflow_secure.explain import ExplainError, access_for
 from mlflow_secure.identity import store
-from mlflow_secure.policy_revision import directory_revision
+from mlflow_secure.policy.explain import ExplainError, access_for
+from mlflow_secure.policy.revision import directory_revision
 
 
 @pytest.fixture

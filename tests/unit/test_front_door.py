@@ -8,15 +8,19 @@ import logging
 import pytest
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-from mlflow_secure.decision_client import Decision, PolicyUnavailable
-from mlflow_secure.front_door import FrontDoorConfig, SecureASGIMiddleware, SecureWSGIMiddleware
 from mlflow_secure.identity import store
 from mlflow_secure.identity.authenticator import Authenticator
 from mlflow_secure.identity.subject import current_subject
 from mlflow_secure.identity.throttle import Throttle
 from mlflow_secure.log_redaction import QueryStringRedactor
-from mlflow_secure.resources import ResourceResolver
-from mlflow_secure.route_matcher import RouteMatcher
+from mlflow_secure.policy.client import Decision, PolicyUnavailable
+from mlflow_secure.request.front_door import (
+    FrontDoorConfig,
+    SecureASGIMiddleware,
+    SecureWSGIMiddleware,
+)
+from mlflow_secure.request.lookups import ResourceResolver
+from mlflow_secure.request.matcher import RouteMatcher
 
 HEALTH = frozenset({"/health"})
 
@@ -414,7 +418,7 @@ def test_a_listing_is_narrowed_on_the_event_loop_once_the_caches_are_warm(identi
 
 
 def test_the_decision_cache_saves_identical_decisions_and_never_caches_an_outage(identity, config):
-    from mlflow_secure.decision_cache import DecisionCache
+    from mlflow_secure.policy.decision_cache import DecisionCache
 
     _, key = identity
     engine = FakeEngine(allow=True)
@@ -442,8 +446,8 @@ def test_an_allowed_alternative_becomes_the_decided_input(config):
     comparison) names that experiment and the input that was allowed, not the first one."""
     from types import SimpleNamespace
 
-    from mlflow_secure import gate
-    from mlflow_secure.pipeline import Pipeline
+    from mlflow_secure.request import gate
+    from mlflow_secure.request.pipeline import Pipeline
 
     pipeline = Pipeline(config(FakeEngine()))
     facts = gate.RequestFacts("GET", "/api/3.0/mlflow/datasets/d", b"", "127.0.0.1", False)

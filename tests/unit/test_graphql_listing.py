@@ -13,9 +13,9 @@ from mlflow.entities.model_registry import RegisteredModelTag
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-from mlflow_secure import listings
-from mlflow_secure.listings import graphql as gql
-from mlflow_secure.resources import ResourceResolver
+from mlflow_secure.request import listings
+from mlflow_secure.request.listings import graphql as gql
+from mlflow_secure.request.lookups import ResourceResolver
 
 GET_RUN = '{ mlflowGetRun(input: {runId: "<run>"}) { run { info { runId experimentId } } } }'
 

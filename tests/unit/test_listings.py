@@ -7,9 +7,9 @@ from mlflow.entities import ExperimentTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-from mlflow_secure import listings
-from mlflow_secure.listings import by_experiment, core, experiments
-from mlflow_secure.resources import ResourceResolver
+from mlflow_secure.request import listings
+from mlflow_secure.request.listings import by_experiment, core, experiments
+from mlflow_secure.request.lookups import ResourceResolver
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +216,7 @@ CLOSED_LISTINGS = {
 
 
 def test_every_listing_of_the_census_is_narrowed_scoped_or_closed_on_purpose():
-    from mlflow_secure.route_census import ROUTES
+    from mlflow_secure.request.census import ROUTES
 
     treatment = {"narrowed": set(), "scoped": set(), "closed": set()}
     for spec in ROUTES.values():

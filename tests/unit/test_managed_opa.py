@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from mlflow_secure.config import bundled_policy_dir
-from mlflow_secure.managed_opa import OpaSupervisor, ensure_private_dir, instance_dir
+from mlflow_secure.policy.managed_opa import OpaSupervisor, ensure_private_dir, instance_dir
 
 
 def wait_until(predicate, timeout=20.0):
@@ -133,7 +133,7 @@ def test_stop_before_election_never_starts_opa(opa_binary, private):
 
 
 def test_opa_gets_go_runtime_settings_unless_the_operator_chose_some():
-    from mlflow_secure.managed_opa import opa_environment
+    from mlflow_secure.policy.managed_opa import opa_environment
 
     tuned = opa_environment({"PATH": "/bin"})
     assert tuned["PATH"] == "/bin"

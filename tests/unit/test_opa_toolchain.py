@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mlflow_secure.config import Settings
-from mlflow_secure.opa_toolchain import (
+from mlflow_secure.policy.toolchain import (
     OPA_MIN_VERSION,
     OPA_PINNED_VERSION,
     OpaToolchainError,

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mlflow_secure.cli import main
+from mlflow_secure.cli.main import main
 from mlflow_secure.config import Settings, bundled_policy_dir
-from mlflow_secure.decision_client import DecisionClient, OpaEndpoint
-from mlflow_secure.policy_engine import PolicyEngine, start_managed_opa
-from mlflow_secure.policy_revision import directory_revision, policy_files, revision_of
+from mlflow_secure.policy.client import DecisionClient, OpaEndpoint
+from mlflow_secure.policy.engine import PolicyEngine, start_managed_opa
+from mlflow_secure.policy.revision import directory_revision, policy_files, revision_of
 
 REVISION = re.compile(r"sha256:[0-9a-f]{16}")
 
@@ -97,7 +97,7 @@ def test_opa_status_shows_the_revision(engine):
 def test_unreachable_opa_means_unknown_revision_logged_once(tmp_path, caplog):
     endpoint = OpaEndpoint("http://opa", uds=str(tmp_path / "nothing.sock"))
     engine = PolicyEngine(DecisionClient(endpoint, 0.5), revision="sha256:0000000000000000")
-    with caplog.at_level(logging.WARNING, logger="mlflow_secure.policy_engine"):
+    with caplog.at_level(logging.WARNING, logger="mlflow_secure.policy.engine"):
         assert engine.refresh_revision() is None
         assert engine.refresh_revision() is None
     assert engine.revision is None  # never the last value: it may no longer be what decides

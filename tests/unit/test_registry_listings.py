@@ -10,9 +10,9 @@ from mlflow.protos.model_registry_pb2 import SearchModelVersions, SearchRegister
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils.proto_json_utils import message_to_json
 
-from mlflow_secure import listings
-from mlflow_secure.listings import registry
-from mlflow_secure.resources import ResourceResolver
+from mlflow_secure.request import listings
+from mlflow_secure.request.listings import registry
+from mlflow_secure.request.lookups import ResourceResolver
 
 PROMPT = "tags.`mlflow.prompt.is_prompt` = 'true'"
 

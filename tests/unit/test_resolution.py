@@ -7,10 +7,15 @@ from mlflow.entities import ExperimentTag
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-from mlflow_secure.resolution import AmbiguousRequest, check_artifact_path, request_params, resolve
-from mlflow_secure.resources import ResourceResolver
-from mlflow_secure.route_census import lookup
-from mlflow_secure.route_matcher import RouteMatcher
+from mlflow_secure.request.census import lookup
+from mlflow_secure.request.lookups import ResourceResolver
+from mlflow_secure.request.matcher import RouteMatcher
+from mlflow_secure.request.resolution import (
+    AmbiguousRequest,
+    check_artifact_path,
+    request_params,
+    resolve,
+)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +167,7 @@ def test_matcher_uses_the_frameworks_own_matching(matcher):
 
 
 def _resolved(matcher, resolver, method, path, query=b"", body=b""):
-    from mlflow_secure.resolution import list_params
+    from mlflow_secure.request.resolution import list_params
 
     spec, path_params = spec_for(matcher, method, path)
     params = request_params(method, query, body, path_params, list_params(spec))
@@ -269,7 +274,7 @@ def test_sub_objects_and_datasets_resolve_to_their_experiments(stores, resolver,
 
 
 def test_cache_only_resolution_signals_instead_of_touching_the_store(stores, resolver, matcher):
-    from mlflow_secure.resources import NeedsStore, cache_only
+    from mlflow_secure.request.lookups import NeedsStore, cache_only
 
     _, _, experiment, run_id, _ = stores
     query = f"run_id={run_id}".encode()

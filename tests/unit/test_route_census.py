@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from werkzeug.routing import Rule
 
-from mlflow_secure.route_census import (
+from mlflow_secure.request.census import (
     ACCESS_LEVELS,
     ALIASES,
     COMPOSITE_IDS,

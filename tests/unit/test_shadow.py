@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from mlflow_secure.config import Settings
-from mlflow_secure.decision_client import Decision, DecisionClient, OpaEndpoint, PolicyUnavailable
-from mlflow_secure.policy_engine import PolicyEngine, StartupError
-from mlflow_secure.shadow import ShadowEvaluator, _Comparison, disagreement, start_shadow
+from mlflow_secure.policy.client import Decision, DecisionClient, OpaEndpoint, PolicyUnavailable
+from mlflow_secure.policy.engine import PolicyEngine, StartupError
+from mlflow_secure.policy.shadow import ShadowEvaluator, _Comparison, disagreement, start_shadow
 
 CANDIDATE = """package mlflow.authz
 
@@ -73,7 +73,7 @@ class Lines(logging.Handler):
 @pytest.fixture
 def lines():
     handler = Lines()
-    logger = logging.getLogger("mlflow_secure.shadow")
+    logger = logging.getLogger("mlflow_secure.policy.shadow")
     logger.addHandler(handler)
     previous = logger.level
     logger.setLevel(logging.INFO)

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mlflow_secure.identity import store
 from mlflow_secure.identity.subject import Subject
-from mlflow_secure.route_census import RouteSpec, lookup
-from mlflow_secure.route_matcher import RouteMatcher
+from mlflow_secure.request.census import RouteSpec, lookup
+from mlflow_secure.request.matcher import RouteMatcher
 
 PLUGIN_API = "/api/2.0/mlflow-secure/"
 

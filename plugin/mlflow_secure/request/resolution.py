@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from mlflow_secure.resources import (
+from mlflow_secure.request.census import RouteSpec
+from mlflow_secure.request.lookups import (
     CLASSIFICATION_TAG,
     PROJECT_TAG,
     ResourceNotFound,
@@ -22,7 +23,6 @@ from mlflow_secure.resources import (
     is_default_root,
     served_path,
 )
-from mlflow_secure.route_census import RouteSpec
 
 
 class AmbiguousRequest(ValueError):

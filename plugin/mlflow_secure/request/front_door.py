@@ -16,12 +16,13 @@ from typing import Any
 
 import anyio
 
-from mlflow_secure import gate, listings
 from mlflow_secure.audit.events import client_ip
 from mlflow_secure.errors import ErrorResponse
 from mlflow_secure.identity.authenticator import AuthError
 from mlflow_secure.identity.subject import bind_subject, unbind_subject
-from mlflow_secure.pipeline import (
+from mlflow_secure.request import gate, listings
+from mlflow_secure.request.census import ID_HEADERS
+from mlflow_secure.request.pipeline import (
     FrontDoorConfig,
     Pipeline,
     decide,
@@ -34,7 +35,6 @@ from mlflow_secure.pipeline import (
     record,
     resolve_on_loop,
 )
-from mlflow_secure.route_census import ID_HEADERS
 
 Scope = dict[str, Any]
 ASGIApp = Callable[..., Any]

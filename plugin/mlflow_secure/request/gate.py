@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mlflow_secure import authorship, listings
 from mlflow_secure.audit.events import AuditEvent
-from mlflow_secure.decision_client import Decision
 from mlflow_secure.errors import ErrorResponse, unauthenticated, unavailable
 from mlflow_secure.identity.authenticator import Authenticator, AuthError, AuthUnavailable
 from mlflow_secure.identity.credentials import (
@@ -27,15 +25,17 @@ from mlflow_secure.identity.credentials import (
 )
 from mlflow_secure.identity.subject import Subject
 from mlflow_secure.identity.throttle import Throttle, client_key
-from mlflow_secure.resolution import (
+from mlflow_secure.policy.client import Decision
+from mlflow_secure.request import authorship, listings
+from mlflow_secure.request.actions import Action, logical_path, resolve_resource
+from mlflow_secure.request.lookups import ResourceResolver
+from mlflow_secure.request.resolution import (
     AmbiguousRequest,
     BadRequest,
     list_params,
     request_params,
     resolve,
 )
-from mlflow_secure.resources import ResourceResolver
-from mlflow_secure.routes import Action, logical_path, resolve_resource
 
 _logger = logging.getLogger(__name__)
 

@@ -11,16 +11,16 @@ from urllib.parse import urlsplit
 import click
 
 from mlflow_secure.config import ConfigError, load_settings, policy_dir
-from mlflow_secure.decision_client import DecisionClient, PolicyUnavailable, parse_opa_url
-from mlflow_secure.opa_toolchain import (
+from mlflow_secure.policy.client import DecisionClient, PolicyUnavailable, parse_opa_url
+from mlflow_secure.policy.engine import PROBE_INPUT
+from mlflow_secure.policy.revision import directory_revision, fetch_revision
+from mlflow_secure.policy.toolchain import (
     OPA_PINNED_VERSION,
     OpaToolchainError,
     find_opa,
     install_opa,
     opa_version,
 )
-from mlflow_secure.policy_engine import PROBE_INPUT
-from mlflow_secure.policy_revision import directory_revision, fetch_revision
 
 
 def _settings():
@@ -201,7 +201,7 @@ def policy_explain(
     show_revision: bool,
 ) -> None:
     """Show the decision and reasons for a subject, endpoint and resource."""
-    from mlflow_secure.explain import ExplainError, access_for, evaluate, subject_input
+    from mlflow_secure.policy.explain import ExplainError, access_for, evaluate, subject_input
 
     try:
         if subject_json:
@@ -235,8 +235,8 @@ def policy_explain(
 
 
 def _register_identity_commands() -> None:
-    from mlflow_secure import cli_identity
-    from mlflow_secure.audit import cli as audit_cli
+    from mlflow_secure.cli import audit as audit_cli
+    from mlflow_secure.cli import identity as cli_identity
     from mlflow_secure.identity import api_keys
 
     cli_identity.register(main)

@@ -3,7 +3,7 @@
 Only the active decision is enforced. The candidate (``MLFLOW_SECURE_SHADOW_POLICY_DIR``,
 served by a second managed OPA, elected and watched like the first) is asked the same policy
 input afterwards, off the request path; when its ``allow`` or its reasons differ, one warning
-line on the ``mlflow_secure.shadow`` logger carries both decisions. So a policy change can be
+line on the ``mlflow_secure.policy.shadow`` logger carries both decisions. So a policy change can be
 tried on real traffic before it is made active.
 
 Off the request path: under ASGI a comparison is an asyncio task on the worker's event loop;
@@ -32,10 +32,10 @@ from typing import Any
 
 from mlflow_secure.audit.events import MAX_REASON, MAX_REASONS, MAX_TEXT, redact
 from mlflow_secure.config import Settings
-from mlflow_secure.decision_client import Decision
-from mlflow_secure.policy_engine import PolicyEngine, StartupError, start_managed_opa
+from mlflow_secure.policy.client import Decision
+from mlflow_secure.policy.engine import PolicyEngine, StartupError, start_managed_opa
 
-_logger = logging.getLogger(__name__)  # mlflow_secure.shadow
+_logger = logging.getLogger(__name__)  # mlflow_secure.policy.shadow
 
 SETTING = "MLFLOW_SECURE_SHADOW_POLICY_DIR"
 MAX_PENDING = 256

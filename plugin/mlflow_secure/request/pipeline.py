@@ -16,21 +16,21 @@ from typing import Any
 import anyio
 from mlflow.exceptions import MlflowException
 
-from mlflow_secure import authorship, gate, listings
 from mlflow_secure.audit.log import AuditLog
-from mlflow_secure.decision_cache import DecisionCache
-from mlflow_secure.decision_client import PolicyUnavailable
 from mlflow_secure.errors import ErrorResponse
 from mlflow_secure.identity.authenticator import Authenticator, AuthError
-from mlflow_secure.policy_engine import PolicyEngine
-from mlflow_secure.request_origin import OriginPolicy
-from mlflow_secure.resolution import AmbiguousRequest
-from mlflow_secure.resources import NeedsStore, ResourceResolver, cache_only
-from mlflow_secure.route_matcher import RouteMatcher
-from mlflow_secure.routes import Action, classify
-from mlflow_secure.shadow import ShadowEvaluator
+from mlflow_secure.policy.client import PolicyUnavailable
+from mlflow_secure.policy.decision_cache import DecisionCache
+from mlflow_secure.policy.engine import PolicyEngine
+from mlflow_secure.policy.shadow import ShadowEvaluator
+from mlflow_secure.request import authorship, gate, listings
+from mlflow_secure.request.actions import Action, classify
+from mlflow_secure.request.lookups import NeedsStore, ResourceResolver, cache_only
+from mlflow_secure.request.matcher import RouteMatcher
+from mlflow_secure.request.origin import OriginPolicy
+from mlflow_secure.request.resolution import AmbiguousRequest
 
-_logger = logging.getLogger("mlflow_secure.front_door")
+_logger = logging.getLogger("mlflow_secure.request.front_door")
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mlflow_secure.listings import by_experiment, experiments, graphql, registry
-from mlflow_secure.listings.core import (
+from mlflow_secure.request.listings import by_experiment, experiments, graphql, registry
+from mlflow_secure.request.listings.core import (
     JsonReply,
     ListingError,
     ListingRequest,

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from mlflow_secure.listings.core import JsonReply, ListingRequest, Rewrite
-from mlflow_secure.resources import ResourceNotFound
+from mlflow_secure.request.listings.core import JsonReply, ListingRequest, Rewrite
+from mlflow_secure.request.lookups import ResourceNotFound
 
 EMPTY_PAGE = JsonReply(200, b"{}")
 
@@ -111,7 +111,7 @@ def search_datasets(listing: ListingRequest) -> Rewrite | JsonReply | None:
 
 
 def all_readable_experiments(listing: ListingRequest) -> list[str]:
-    from mlflow_secure.listings.experiments import readable_ids
+    from mlflow_secure.request.listings.experiments import readable_ids
 
     return readable_ids(listing)
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from mlflow_secure.config import ConfigError
-from mlflow_secure.opa_connection import (
+from mlflow_secure.policy.connection import (
     ConnectionFailed,
     OpaConnectionPool,
     SyncOpaConnectionPool,

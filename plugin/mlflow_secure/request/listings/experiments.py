@@ -22,7 +22,7 @@ from mlflow.entities import LifecycleStage, ViewType
 from mlflow.protos.service_pb2 import SearchExperiments
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
-from mlflow_secure.listings.core import (
+from mlflow_secure.request.listings.core import (
     MAX_RESULTS_LIMIT,
     JsonReply,
     ListingError,
@@ -33,7 +33,7 @@ from mlflow_secure.listings.core import (
     readable_by_group,
     readable_by_key,
 )
-from mlflow_secure.resources import CLASSIFICATION_TAG, OWNER_TAG, PROJECT_TAG
+from mlflow_secure.request.lookups import CLASSIFICATION_TAG, OWNER_TAG, PROJECT_TAG
 
 POLICY_TAG_PREFIX = "mlflow.secure."
 SCAN_PAGE = 1000

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import click
 from mlflow.exceptions import MlflowException, RestException
 
-from mlflow_secure.admin_client import SecureAdminClient
+from mlflow_secure.admin.client import SecureAdminClient
 
 SCOPES = ("read", "write", "admin")
 GLOBAL_ROLES = ("admin", "auditor")

@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow_secure.config import ConfigError, Settings, policy_dir, runtime_root
-from mlflow_secure.decision_client import (
+from mlflow_secure.policy.client import (
     DecisionClient,
     OpaEndpoint,
     PolicyUnavailable,
     parse_opa_url,
 )
-from mlflow_secure.managed_opa import OpaSupervisor, instance_dir
-from mlflow_secure.opa_toolchain import find_opa
-from mlflow_secure.policy_revision import fetch_revision
+from mlflow_secure.policy.managed_opa import OpaSupervisor, instance_dir
+from mlflow_secure.policy.revision import fetch_revision
+from mlflow_secure.policy.toolchain import find_opa
 
 _logger = logging.getLogger(__name__)
 

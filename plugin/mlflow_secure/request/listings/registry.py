@@ -32,7 +32,7 @@ from mlflow.store.model_registry import (
 )
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
-from mlflow_secure.listings.core import (
+from mlflow_secure.request.listings.core import (
     JsonReply,
     ListingError,
     ListingRequest,
@@ -40,7 +40,7 @@ from mlflow_secure.listings.core import (
     encode_offset,
     readable_by_group,
 )
-from mlflow_secure.resources import CLASSIFICATION_TAG, OWNER_TAG, PROJECT_TAG
+from mlflow_secure.request.lookups import CLASSIFICATION_TAG, OWNER_TAG, PROJECT_TAG
 
 POLICY_TAG_PREFIX = "mlflow.secure."
 SCAN_PAGE = 1000

@@ -75,7 +75,7 @@ COMPOSITE_IDS = {"model_version": ("name", "version")}
 # Request headers that name resources (`header:<name>` ids), lower-case: the OTLP exporter's
 # experiment, and the run its traces are linked to (which must be writable too).
 ID_HEADERS = frozenset({"x-mlflow-experiment-id", "x-mlflow-run-id"})
-# The plugin's own API: mapped by `mlflow_secure.routes`, reported apart by the census.
+# The plugin's own API: mapped by `mlflow_secure.request.actions`, reported apart by the census.
 PLUGIN_API_PREFIX = "/api/2.0/mlflow-secure/"
 # Set by `mlflow server --static-prefix`; most MLflow routes are registered under it.
 STATIC_PREFIX_ENV_VAR = "_MLFLOW_STATIC_PREFIX"
@@ -996,7 +996,7 @@ class UnmappedRoutes(RuntimeError):
         listed = "\n".join(f"  {method} {rule}" for rule, method in self.routes)
         super().__init__(
             f"{len(self.routes)} route(s) of the installed MLflow are not in the route census "
-            f"(mlflow_secure/route_census.py); map each before serving:\n{listed}"
+            f"(mlflow_secure/request/census.py); map each before serving:\n{listed}"
         )
 
 

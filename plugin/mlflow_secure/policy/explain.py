@@ -15,7 +15,7 @@ from typing import Any
 
 from mlflow_secure.identity import store
 from mlflow_secure.identity.subject import ALL_SCOPES, Subject
-from mlflow_secure.route_census import ROUTES
+from mlflow_secure.request.census import ROUTES
 
 
 class ExplainError(ValueError):

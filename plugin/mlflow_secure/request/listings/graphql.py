@@ -54,8 +54,8 @@ from graphql.execution.execute import ExecutionContext
 from graphql.execution.values import get_argument_values
 from graphql.language import SKIP, Visitor, ast, visit
 
-from mlflow_secure.listings.core import JsonReply, ListingError, ListingRequest, Rewrite
-from mlflow_secure.resources import ResourceNotFound
+from mlflow_secure.request.listings.core import JsonReply, ListingError, ListingRequest, Rewrite
+from mlflow_secure.request.lookups import ResourceNotFound
 
 # MLflow's own defaults (graphql_no_batching.py), fixed here: an operator raising MLflow's
 # limits through its environment variables does not raise ours.

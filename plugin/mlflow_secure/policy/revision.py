@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mlflow_secure.decision_client import DecisionClient, PolicyUnavailable
+from mlflow_secure.policy.client import DecisionClient, PolicyUnavailable
 
 POLICIES_PATH = "/v1/policies"
 DATA_PATH = "/v1/data/mlflow"
