@@ -34,9 +34,11 @@ class ErrorResponse:
     message: str
     extra: dict[str, object] = field(default_factory=dict)
     headers: tuple[tuple[str, str], ...] = ()
+    error_code: str | None = None  # MLflow's code when it is not the status's usual one
 
     def body(self) -> bytes:
-        payload = {"error_code": ERROR_CODES[self.status], "message": self.message, **self.extra}
+        code = self.error_code or ERROR_CODES[self.status]
+        payload = {"error_code": code, "message": self.message, **self.extra}
         return json.dumps(payload).encode()
 
     def header_list(self) -> list[tuple[str, str]]:

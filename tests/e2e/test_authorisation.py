@@ -77,10 +77,11 @@ def test_team_b_cannot_read_write_or_delete_team_a_resources(world, prefix):
     ]
     for method, path, body in attempts:
         response = bob.call(method, path, prefix=prefix, json=body)
-        assert response.status_code == 403, (method, path, response.text)
+        # what bob may not read looks to him like what does not exist
+        assert response.status_code == 404, (method, path, response.text)
         payload = response.json()
-        assert payload["error_code"] == "PERMISSION_DENIED"
-        assert payload["reasons"], payload
+        assert payload["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+        assert payload["decision_id"], payload
     # Nothing changed: the run is still there, untouched.
     run = actors["alice"].call("GET", f"/2.0/mlflow/runs/get?run_id={ids['fraud_run']}").json()
     assert run["run"]["info"]["lifecycle_stage"] == "active"
@@ -116,8 +117,18 @@ def test_classification_above_clearance_is_refused(world):
     response = actors["alice"].call(
         "GET", f"/2.0/mlflow/experiments/get?experiment_id={ids['fraud_restricted']}"
     )
-    assert response.status_code == 403
-    assert any("clearance" in reason for reason in response.json()["reasons"])
+    assert response.status_code == 404
+    decision_id = response.json()["decision_id"]
+    server = world[0]
+    query = {"subject": "alice", "decision": "deny", "max_results": 1000}
+
+    def audited():
+        events = actors["admin"].call("GET", "/2.0/mlflow-secure/audit/events", params=query)
+        return [e for e in events.json()["events"] if e["decision_id"] == decision_id]
+
+    server.wait_for(audited, 10, "the denial in the audit trail")
+    (event,) = audited()
+    assert any("clearance" in reason for reason in event["reasons"])  # the reason is audited
 
 
 def test_auditor_reads_everything_and_writes_nothing(world):
@@ -237,7 +248,7 @@ def test_creating_in_a_project_needs_editor_there(world):
         actors["alice"]
         .call("GET", f"/2.0/mlflow/experiments/get?experiment_id={private}")
         .status_code
-        == 403
+        == 404
     )
     assert (
         actors["bob"]
@@ -337,17 +348,17 @@ def test_artifacts_through_the_proxy(world, tmp_path, monkeypatch):
     assert actors["alice"].call("GET", f"/2.0/mlflow-artifacts/artifacts/{path}").status_code == 200
     for prefix in PREFIXES:
         stolen = actors["bob"].call("GET", f"/2.0/mlflow-artifacts/artifacts/{path}", prefix=prefix)
-        assert stolen.status_code == 403, stolen.text
+        assert stolen.status_code == 404, stolen.text
         assert (
             actors["bob"]
             .call("GET", f"/get-artifact?path=weights.txt&run_uuid={ids['fraud_run']}", prefix="")
             .status_code
-            == 403
+            == 404
         )
     overwrite = actors["bob"].call(
         "PUT", f"/2.0/mlflow-artifacts/artifacts/{path}", content=b"tampered"
     )
-    assert overwrite.status_code == 403
+    assert overwrite.status_code == 404
     assert (
         Path(
             client.download_artifacts(ids["fraud_run"], "weights.txt", str(tmp_path / "again"))
@@ -432,7 +443,7 @@ def test_other_resource_families_are_isolated_between_teams(world):
         assert alice.call("GET", path).status_code == 200, path
         for prefix in PREFIXES:
             response = bob.call("GET", path, prefix=prefix)
-            assert response.status_code == 403, (prefix, path, response.text)
+            assert response.status_code == 404, (prefix, path, response.text)
     writes = [
         (
             "POST",
@@ -445,7 +456,7 @@ def test_other_resource_families_are_isolated_between_teams(world):
     ]
     for method, path, body in writes:
         response = bob.call(method, path, json=body)
-        assert response.status_code == 403, (method, path, response.text)
+        assert response.status_code == 404, (method, path, response.text)
     assert (
         alice.call("GET", "/2.0/mlflow/model-versions/get?name=fraud-model&version=1").json()[
             "model_version"
@@ -533,15 +544,15 @@ def test_experiment_scoped_listings_and_id_lists_are_narrowed(world):
     interval = "/2.0/mlflow/metrics/get-history-bulk-interval?metric_key=loss&run_ids="
     assert bob.call("GET", interval + churn_run, "/ajax-api").status_code == 200
     mixed = bob.call("GET", f"{interval}{churn_run}&run_ids={ids['fraud_run']}", "/ajax-api")
-    assert mixed.status_code == 403, mixed.text
+    assert mixed.status_code == 404, mixed.text
     bulk = f"/2.0/mlflow/metrics/get-history-bulk?metric_key=loss&run_id={ids['fraud_run']}"
     assert alice.call("GET", bulk, "/ajax-api").status_code == 200
-    assert bob.call("GET", f"{bulk}&run_id={churn_run}", "/ajax-api").status_code == 403
+    assert bob.call("GET", f"{bulk}&run_id={churn_run}", "/ajax-api").status_code == 404
 
     # A listing inside one experiment is a read of that experiment.
     schemas = f"/3.0/mlflow/label-schemas/list?experiment_id={fraud}"
     assert alice.call("GET", schemas).status_code == 200
-    assert bob.call("GET", schemas).status_code == 403
+    assert bob.call("GET", schemas).status_code == 404
 
     # Datasets: without experiment ids MLflow would search them all; bob gets his own only.
     for actor, experiment, name in ((alice, fraud, "fraud-data"), (bob, churn, "churn-data")):
@@ -642,14 +653,14 @@ def test_artifacts_under_a_custom_location(world, tmp_path, monkeypatch):
     path = f"fraud-team/models/{run.info.run_id}/artifacts/model.bin"
     assert alice.call("GET", f"/2.0/mlflow-artifacts/artifacts/{path}").status_code == 200
     for prefix in PREFIXES:
-        assert bob.call("GET", f"/2.0/mlflow-artifacts/artifacts/{path}", prefix).status_code == 403
+        assert bob.call("GET", f"/2.0/mlflow-artifacts/artifacts/{path}", prefix).status_code == 404
     listing = bob.call("GET", "/2.0/mlflow-artifacts/artifacts?path=fraud-team/models")
-    assert listing.status_code == 403
+    assert listing.status_code == 404
     assert (
-        bob.call("PUT", f"/2.0/mlflow-artifacts/artifacts/{path}", content=b"x").status_code == 403
+        bob.call("PUT", f"/2.0/mlflow-artifacts/artifacts/{path}", content=b"x").status_code == 404
     )
-    # a tree nobody owns is nobody's: refused like a missing resource
-    assert alice.call("GET", "/2.0/mlflow-artifacts/artifacts/unowned/x").status_code == 403
+    # a tree nobody owns is nobody's: answered as a missing resource
+    assert alice.call("GET", "/2.0/mlflow-artifacts/artifacts/unowned/x").status_code == 404
 
 
 def test_otlp_export_is_authorised_by_its_experiment_header(world):
@@ -682,17 +693,17 @@ def test_otlp_export_is_authorised_by_its_experiment_header(world):
             headers["x-mlflow-run-id"] = run
         return httpx.post(f"{server.url}/v1/traces{query}", headers=headers, content=payload)
 
-    assert export(actors["bob"], ids["fraud"]).status_code == 403
+    assert export(actors["bob"], ids["fraud"]).status_code == 404
     churn_run = actors["bob"].call(
         "POST", "/2.0/mlflow/runs/create", json={"experiment_id": ids["churn"]}
     )
     churn_run = churn_run.json()["run"]["info"]["run_id"]
     # his own experiment, but linked to alice's run: refused
-    assert export(actors["bob"], ids["churn"], run=ids["fraud_run"]).status_code == 403
+    assert export(actors["bob"], ids["churn"], run=ids["fraud_run"]).status_code == 404
     spoof = export(
         actors["bob"], ids["fraud"], query=f"?header:x-mlflow-experiment-id={ids['churn']}"
     )
-    assert spoof.status_code == 403
+    assert spoof.status_code == 404
     accepted = export(actors["alice"], ids["fraud"], run=ids["fraud_run"])
     assert accepted.status_code == 200, accepted.text
     assert export(actors["bob"], ids["churn"], run=churn_run).status_code == 200

@@ -446,20 +446,21 @@ def test_an_allowed_alternative_becomes_the_decided_input(config):
     comparison) names that experiment and the input that was allowed, not the first one."""
     from types import SimpleNamespace
 
-    from mlflow_secure.request import gate
+    from mlflow_secure.request.decision import policy_input
     from mlflow_secure.request.pipeline import Pipeline
+    from mlflow_secure.request.trail import RequestFacts, Trail
 
     pipeline = Pipeline(config(FakeEngine()))
-    facts = gate.RequestFacts("GET", "/api/3.0/mlflow/datasets/d", b"", "127.0.0.1", False)
-    trail = gate.Trail(facts)
+    facts = RequestFacts("GET", "/api/3.0/mlflow/datasets/d", b"", "127.0.0.1", False)
+    trail = Trail(facts)
     trail.subject = SimpleNamespace(policy_input=lambda: {"id": "bob"})
     trail.action = SimpleNamespace(endpoint="mlflow.datasets.get", access="read")
     first = {"type": "dataset", "id": "d", "experiment_id": "1"}
     second = {"type": "dataset", "id": "d", "experiment_id": "2"}
     trail.resource, trail.any_of = first, [second]
-    trail.policy_input = gate.policy_input(trail.subject, trail.action, first, facts)
+    trail.policy_input = policy_input(trail.subject, trail.action, first, facts)
     refusal = Decision(False, ("not yours",))
-    assert pipeline.wants_alternatives(trail, refusal)
+    assert pipeline.alternatives_wanted(trail, refusal)
     kept = pipeline.first_allowed(trail, refusal, [Decision(True, ())])
     assert kept.allow
     assert trail.resource == second

@@ -7,15 +7,30 @@ from mlflow.entities import ExperimentTag
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-from mlflow_secure.request.census import lookup
+from mlflow_secure.request import canonical
+from mlflow_secure.request.census import lookup, route_key
 from mlflow_secure.request.lookups import ResourceResolver
 from mlflow_secure.request.matcher import RouteMatcher
-from mlflow_secure.request.resolution import (
-    AmbiguousRequest,
-    check_artifact_path,
-    request_params,
-    resolve,
-)
+from mlflow_secure.request.resolution import AmbiguousRequest, check_artifact_path
+from mlflow_secure.request.resolution import resolve as resolve_all
+
+
+def resolve(spec, params, resolver, subject):
+    """The resolved resource with its further resources flattened in, as the tests read it."""
+    resolved = resolve_all(spec, params, resolver, subject)
+    flat = dict(resolved.resource)
+    if resolved.also:
+        flat["also"] = [resource for resource, _ in resolved.also]
+    if resolved.any_of:
+        flat["any_of"] = resolved.any_of
+    return flat
+
+
+def request_params(method, query, body, path_params, spec=None, key=None):
+    """The canonical reading of a request (by default as a proto route that reads lists)."""
+    spec = spec or lookup("/api/2.0/mlflow/runs/update", "POST")
+    reads = body if method not in {"GET", "HEAD"} or not query else None
+    return canonical.read(spec, key, method, query, reads, path_params).params
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +73,14 @@ def spec_for(matcher, method, path):
     return lookup(matched.rule, method), matched.path_params
 
 
+def key_for(matcher, method, path):
+    return route_key(matcher.match(method, path).rule, method)
+
+
 def test_run_resolves_to_its_experiments_attributes(stores, resolver, matcher):
     _, _, experiment, run_id, _ = stores
     spec, path_params = spec_for(matcher, "GET", "/api/2.0/mlflow/runs/get")
-    params = request_params("GET", f"run_id={run_id}".encode(), b"", path_params)
+    params = request_params("GET", f"run_id={run_id}".encode(), b"", path_params, spec)
     resource = resolve(spec, params, resolver, "bob")
     assert resource["type"] == "run"
     assert resource["id"] == run_id
@@ -76,8 +95,10 @@ def test_run_resolves_to_its_experiments_attributes(stores, resolver, matcher):
 def test_camel_case_alias_and_conflicts(stores, resolver, matcher):
     _, _, _, run_id, _ = stores
     spec, _ = spec_for(matcher, "POST", "/api/2.0/mlflow/runs/update")
+    key = key_for(matcher, "POST", "/api/2.0/mlflow/runs/update")
     body = json.dumps({"runId": run_id}).encode()
-    assert resolve(spec, request_params("POST", b"", body, {}), resolver, "x")["id"] == run_id
+    params = request_params("POST", b"", body, {}, spec, key)
+    assert resolve(spec, params, resolver, "x")["id"] == run_id
     conflicting = json.dumps({"run_id": run_id, "run_uuid": "other"}).encode()
     with pytest.raises(AmbiguousRequest, match="run_id / run_uuid"):
         resolve(spec, request_params("POST", b"", conflicting, {}), resolver, "x")
@@ -103,7 +124,7 @@ def test_creation_is_described_by_the_request(resolver, matcher):
             "tags": [{"key": "mlflow.secure.project", "value": "churn"}],
         }
     ).encode()
-    resource = resolve(spec, request_params("POST", b"", body, {}), resolver, "carol")
+    resource = resolve(spec, request_params("POST", b"", body, {}, spec), resolver, "carol")
     assert resource["creating"] is True
     assert resource["project"] == "churn"
     assert resource["owner"] == "carol"
@@ -167,10 +188,9 @@ def test_matcher_uses_the_frameworks_own_matching(matcher):
 
 
 def _resolved(matcher, resolver, method, path, query=b"", body=b""):
-    from mlflow_secure.request.resolution import list_params
-
     spec, path_params = spec_for(matcher, method, path)
-    params = request_params(method, query, body, path_params, list_params(spec))
+    key = key_for(matcher, method, path)
+    params = request_params(method, query, body, path_params, spec, key)
     return resolve(spec, params, resolver, "bob")
 
 
@@ -216,7 +236,8 @@ def test_lists_that_are_not_ids_or_too_long_are_refused(resolver, matcher):
 
 
 def test_repeated_query_parameters_are_lists_only_where_mlflow_reads_lists():
-    params = request_params("GET", b"order_by=a&order_by=b&experiment_ids=1", b"", {})
+    spec = lookup("/api/2.0/mlflow/experiments/search", "GET")
+    params = request_params("GET", b"order_by=a&order_by=b&experiment_ids=1", b"", {}, spec)
     assert params == {"order_by": ["a", "b"], "experiment_ids": ["1"]}
     with pytest.raises(AmbiguousRequest, match="more than once"):
         request_params("GET", b"run_id=1&run_id=2", b"", {})

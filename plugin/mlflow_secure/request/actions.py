@@ -7,16 +7,15 @@ own matchers. A request no route serves is refused before any policy is asked.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from mlflow_secure.identity import store
+from mlflow_secure.admin.resources import describe_request
 from mlflow_secure.identity.subject import Subject
-from mlflow_secure.request.census import RouteSpec, lookup
+from mlflow_secure.request import ui
+from mlflow_secure.request.census import RouteSpec, lookup, route_key
 from mlflow_secure.request.matcher import RouteMatcher
 
 PLUGIN_API = "/api/2.0/mlflow-secure/"
@@ -29,6 +28,9 @@ class Action:
     plugin_path: str | None = None  # e.g. "keys/create" for the plugin's own API
     spec: RouteSpec | None = None  # the census entry of an MLflow route
     path_params: dict[str, Any] = field(default_factory=dict)
+    key: tuple[str, str] | None = None  # the census key (path, METHOD) of the routed rule
+    path: str = ""  # the path as routed (repeated slashes merged): what MLflow is handed
+    answer: Any = None  # a reply the front door makes itself (ui.py), once the policy allows
 
     @property
     def public(self) -> bool:
@@ -36,7 +38,7 @@ class Action:
 
     @property
     def needs_body(self) -> bool:
-        return self.plugin_path in _KEY_ROUTES
+        return self.plugin_path in _BODY_ROUTES
 
 
 _PLUGIN_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
@@ -48,6 +50,7 @@ _PLUGIN_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("DELETE", "users/delete"): ("users.delete", "admin"),
     ("POST", "service-accounts/create"): ("service_accounts.create", "admin"),
     ("GET", "service-accounts/list"): ("service_accounts.list", "read"),
+    ("PATCH", "service-accounts/update"): ("service_accounts.update", "admin"),
     ("DELETE", "service-accounts/delete"): ("service_accounts.delete", "admin"),
     ("POST", "roles/grant"): ("roles.grant", "admin"),
     ("POST", "roles/revoke"): ("roles.revoke", "admin"),
@@ -67,7 +70,12 @@ _PLUGIN_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("POST", "keys/rotate"): ("keys.rotate", "manage"),
     ("GET", "audit/events"): ("audit.events", "read"),
 }
-_KEY_ROUTES = {"keys/create", "keys/list", "keys/revoke", "keys/rotate"}
+# The plugin routes whose body says what they change: read (bounded) for the resource.
+_BODY_ROUTES = frozenset(path for method, path in _PLUGIN_ROUTES if method not in {"GET", "HEAD"})
+# The method each plugin endpoint is served on (the resource is read as its handler reads it).
+_PLUGIN_METHODS = {
+    f"mlflow-secure.{name}": method for (method, _), (name, _) in _PLUGIN_ROUTES.items()
+}
 
 
 def logical_path(path: str, static_prefix: str = "") -> str:
@@ -89,42 +97,24 @@ def classify(method: str, path: str, static_prefix: str, matcher: RouteMatcher) 
             return Action("mlflow-secure.unknown", "admin", sub)
         name, access = mapped
         return Action(f"mlflow-secure.{name}", access, sub)
+    answered = ui.answer_for(logical, method)
+    if answered is not None:
+        return Action(answered[0], "read", answer=answered[1], path=path)
     matched = matcher.match(method, path)
     if matched is None:
         return None
     spec = lookup(matched.rule, method, static_prefix)
     if spec is None:
         return None
-    return Action(spec.endpoint, spec.access, spec=spec, path_params=matched.path_params)
-
-
-def _field(source: dict[str, Any], name: str) -> str | None:
-    value = source.get(name)
-    return value if isinstance(value, str) and value else None
-
-
-def _strings(value: Any) -> list[str] | None:
-    """A requested list as the policy sees it; None means "not limited"."""
-    if not isinstance(value, list):
-        return None
-    return [item for item in value if isinstance(item, str)]
-
-
-def _owner_resource(session: Session, owner: str, **extra: Any) -> dict[str, Any]:
-    try:
-        principal = store.get_principal(session, owner)
-    except store.NotFound:
-        return {"type": "api_key", "owner": owner, "owner_kind": None, "owner_owner": None, **extra}
-    owner_owner = None
-    if principal.owner_id is not None:
-        owner_owner = session.get(type(principal), principal.owner_id).name
-    return {
-        "type": "api_key",
-        "owner": principal.name,
-        "owner_kind": principal.kind,
-        "owner_owner": owner_owner,
-        **extra,
-    }
+    key = route_key(matched.rule, "GET" if method == "HEAD" else method, static_prefix)
+    return Action(
+        spec.endpoint,
+        spec.access,
+        spec=spec,
+        path_params=matched.path_params,
+        key=key,
+        path=matched.path,
+    )
 
 
 def resolve_resource(
@@ -134,38 +124,11 @@ def resolve_resource(
     body: bytes,
     sessions: sessionmaker[Session],
 ) -> dict[str, Any]:
-    """The resource of a plugin request, read from the store (never trusted from the client)."""
-    if action.plugin_path not in _KEY_ROUTES:
-        return {"type": "identity_store"} if action.plugin_path else {"type": "unmapped"}
-    params = {k: v[-1] for k, v in parse_qs(query.decode("latin-1")).items()}
-    try:
-        payload = json.loads(body) if body else {}
-    except ValueError:
-        payload = {}
-    if not isinstance(payload, dict):
-        payload = {}
-    with sessions() as session:
-        if action.plugin_path == "keys/list":
-            if params.get("all", "").lower() == "true":
-                return {"type": "api_key", "owner": "*", "owner_kind": None, "owner_owner": None}
-            return _owner_resource(session, params.get("principal") or subject.name)
-        if action.plugin_path == "keys/create":
-            return _owner_resource(
-                session,
-                _field(payload, "principal") or subject.name,
-                scopes=_strings(payload.get("scopes")) or [],
-                projects=_strings(payload.get("projects")),
-            )
-        key_id = _field(payload, "key_id")
-        if key_id is None:
-            return {"type": "api_key", "owner": None, "owner_kind": None, "owner_owner": None}
-        try:
-            record = store.get_key(session, key_id)
-        except store.NotFound:
-            return {"type": "api_key", "id": key_id, "owner": None}
-        owner = store.key_owner(session, key_id).name
-        extra: dict[str, Any] = {"id": key_id}
-        if action.plugin_path == "keys/rotate":
-            extra["scopes"] = list(record.scopes)
-            extra["projects"] = list(record.projects) if record.projects is not None else None
-        return _owner_resource(session, owner, **extra)
+    """The resource of a plugin request: its target and what it changes, read with the
+    handler's own parser (admin/resources.py); API keys from the store, never the client."""
+    if not action.plugin_path:
+        return {"type": "unmapped"}
+    method = _PLUGIN_METHODS.get(action.endpoint)
+    if method is None:  # no such plugin route: refused whatever it names
+        return {"type": "identity_store"}
+    return describe_request(action.plugin_path, method, subject, query, body, sessions)

@@ -1,11 +1,12 @@
 """The one middleware every request passes through, for ASGI (uvicorn) and WSGI servers.
 
 It sits outside FastAPI and Flask, so no MLflow route, native or mounted, can be reached
-without passing here first: route (census) → authenticate → resolve → decide (OPA) →
-enforce, and one audit event per request whatever the outcome. The only routes passed
-without credentials are the census's public ones (health, the UI's static assets); the
-health probe reports 503 while no policy decision can be had. The decisions themselves are
-in pipeline.py; this module is the I/O of each server interface around them.
+without passing here first. The decisions are sequence.py's, written once; this module is
+the I/O of each server interface around them: it reads the facts off the wire, carries out
+the sequence's effects (reading the body, database work, policy calls, narrowing), hands
+MLflow the rebuilt request, and records one audit event per request whatever the outcome.
+The only routes passed without credentials are the census's public ones (health, the UI's
+static assets); the health probe reports 503 while no policy decision can be had.
 """
 
 from __future__ import annotations
@@ -13,31 +14,35 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 
 from mlflow_secure.audit.events import client_ip
 from mlflow_secure.errors import ErrorResponse
-from mlflow_secure.identity.authenticator import AuthError
 from mlflow_secure.identity.subject import bind_subject, unbind_subject
-from mlflow_secure.request import gate, listings
+from mlflow_secure.policy.client import PolicyUnavailable
+from mlflow_secure.request import listings, responses, sequence
 from mlflow_secure.request.census import ID_HEADERS
+from mlflow_secure.request.decision import decide_each, decide_each_sync
+from mlflow_secure.request.lookups import NeedsStore, cache_only
 from mlflow_secure.request.pipeline import (
+    MAX_BUFFERED_BODY,
+    POLICY_DOWN,
     FrontDoorConfig,
     Pipeline,
-    decide,
-    decide_each,
-    decide_each_sync,
-    decide_sync,
     is_health_probe,
     log_problem,
-    narrow_on_loop,
+    policy_down,
     record,
-    resolve_on_loop,
 )
+from mlflow_secure.request.trail import CLIENT_HEADER, PROJECT_HEADER, RequestFacts, Trail
 
 Scope = dict[str, Any]
 ASGIApp = Callable[..., Any]
+Reply = ErrorResponse | listings.JsonReply
+
+__all__ = ["FrontDoorConfig", "SecureASGIMiddleware", "SecureWSGIMiddleware"]
 
 
 # ---------------------------------------------------------------------------------- ASGI
@@ -60,8 +65,8 @@ class SecureASGIMiddleware:
             return
         headers = scope["headers"]
         peer = (scope.get("client") or ("",))[0]
-        trail = gate.Trail(
-            gate.RequestFacts(
+        trail = Trail(
+            RequestFacts(
                 method=scope["method"].upper(),
                 path=scope["path"],
                 query=scope.get("query_string", b""),
@@ -77,23 +82,18 @@ class SecureASGIMiddleware:
                     for k, v in headers
                     if k.decode("latin-1") in ID_HEADERS
                 ),
+                client=_header(headers, CLIENT_HEADER.encode()),
+                project=_header(headers, PROJECT_HEADER.encode()),
             ),
             user_agent=_header(headers, b"user-agent"),
         )
-
-        async def send_and_note(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                trail.status = message["status"]
-            await send(message)
-
+        send = responses.asgi_sender(send, trail)
         try:
-            await self._handle(scope, receive, send_and_note, trail)
+            await self._handle(scope, receive, send, trail)
         finally:
             record(self.config, trail)
 
-    async def _handle(
-        self, scope: Scope, receive: Callable, send: Callable, trail: gate.Trail
-    ) -> None:
+    async def _handle(self, scope: Scope, receive: Callable, send: Callable, trail: Trail) -> None:
         config = self.config
         facts = trail.facts
         if is_health_probe(facts.method, facts.path, config.health_paths):
@@ -102,93 +102,104 @@ class SecureASGIMiddleware:
                 await self.app(scope, receive, send)
                 return
             log_problem(problem)
-            trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
-            await _send_asgi(send, gate.POLICY_DOWN)
+            trail.refuse(POLICY_DOWN, "unavailable", "policy engine unavailable")
+            await _send_asgi(send, POLICY_DOWN)
             return
-        outcome = await self._authorise(scope, receive, trail)
-        if not isinstance(outcome, tuple):  # an error, or a reply the front door makes itself
+        authorization = [v for k, v in scope["headers"] if k == b"authorization"]
+        outcome = await self._run(
+            sequence.authorise(self.pipeline, trail, authorization), receive, trail
+        )
+        if not isinstance(outcome, sequence.Forward):
             await _send_asgi(send, outcome)
             return
-        scope, receive = outcome
-        if trail.subject is None:  # public route
+        if outcome is sequence.PASS:  # a public route
             await self.app(scope, receive, send)
             return
+        scope, receive = _forwarded(scope, receive, outcome)
         token = bind_subject(trail.subject)
         try:
             await self.app(scope, receive, send)
         finally:
             unbind_subject(token)
 
-    async def _authorise(
-        self, scope: Scope, receive: Callable, trail: gate.Trail
-    ) -> ErrorResponse | listings.JsonReply | tuple[Scope, Callable]:
-        config, pipeline, facts = self.config, self.pipeline, trail.facts
-        action = pipeline.route(trail)
-        if isinstance(action, ErrorResponse):
-            return action
-        if action.public:  # the UI's static assets: no data, no credentials needed
-            return scope, receive
-        authorization = [v for k, v in scope["headers"] if k == b"authorization"]
-        try:
-            credential = pipeline.credential(trail, authorization)
-            if isinstance(credential, ErrorResponse):
-                return credential
-            subject = config.authenticator.cached(credential)
-            if subject is None:
-                subject = await anyio.to_thread.run_sync(
-                    gate.finish_authentication, config.authenticator, credential, facts
-                )
-        except AuthError as exc:
-            return await anyio.to_thread.run_sync(pipeline.failed, trail, exc)
-        if isinstance(subject, ErrorResponse):
-            return trail.refuse(subject, "unavailable", "identity store unavailable")
-        trail.subject = subject
-        refused = pipeline.body_on_read(trail)
-        if refused is not None:
-            return refused
+    async def _run(self, steps: sequence.Sequence, receive: Callable, trail: Trail) -> Any:
+        value: Any = None
+        while True:
+            try:
+                effect = steps.send(value)
+            except StopIteration as done:
+                return done.value
+            value = await self._perform(effect, receive, trail)
 
-        body = b""
-        stamping = gate.records_authorship(action, facts, config.static_prefix)
-        if gate.needs_body(action, facts) or stamping:
-            body = await _read_body(receive)
-            if body is None:
-                return trail.refuse(gate.BODY_TOO_LARGE, "deny", "request body too large")
-            if stamping:
-                stamped = pipeline.stamp(trail, body)
-                if isinstance(stamped, ErrorResponse):
-                    return stamped
-                if stamped != body:
-                    scope = _with_content_length(scope, len(stamped))
-                    body = stamped
-            receive = _replay(body)
+    async def _perform(self, effect: Any, receive: Callable, trail: Trail) -> Any:
+        if isinstance(effect, sequence.Decide):
+            return await decide_each(self.config, list(effect.inputs))
+        if isinstance(effect, sequence.Blocking):
+            if effect.cached:
+                try:
+                    with cache_only():
+                        return effect.call(*effect.args)
+                except NeedsStore:
+                    pass
+            return await anyio.to_thread.run_sync(effect.call, *effect.args)
+        if isinstance(effect, sequence.ReadBody):
+            return await _read_body(receive)
+        if isinstance(effect, sequence.Narrow):
+            return await narrow_on_loop(self.config, self.pipeline, trail)
+        raise TypeError(f"unknown effect {effect!r}")
 
-        resource = await resolve_on_loop(pipeline, trail, body)
-        if isinstance(resource, ErrorResponse):
-            return resource
-        decision = await decide(config, pipeline.policy_input(trail))
-        if pipeline.wants_alternatives(trail, decision):
-            alternatives = await decide_each(config, pipeline.other_inputs(trail, trail.any_of))
-            decision = pipeline.first_allowed(trail, decision, alternatives)
-        refused = pipeline.verdict(trail, decision)
-        if refused is None and trail.also:
-            refused = pipeline.others_verdict(
-                trail, await decide_each(config, pipeline.other_inputs(trail, trail.also))
-            )
-        if refused is not None:
-            return refused
-        if listings.narrows(action.endpoint):
-            narrowed = await narrow_on_loop(config, pipeline, trail)
-            if isinstance(narrowed, listings.Rewrite):
-                if narrowed.body is not None:
-                    scope = _with_content_length(scope, len(narrowed.body))
-                    receive = _replay(narrowed.body)
-                if narrowed.query is not None:
-                    scope = {**scope, "query_string": narrowed.query}
-            elif narrowed is not None:
-                return narrowed
-        # MLflow's native routes (gateway budgets, jobs, MCP) read the user from here.
-        scope = {**scope, "state": {**scope.get("state", {}), "username": subject.name}}
-        return scope, receive
+
+def _forwarded(
+    scope: Scope, receive: Callable, outcome: sequence.Forward
+) -> tuple[Scope, Callable]:
+    """The scope MLflow receives: the routed path, the canonical query and body."""
+    scope = {**scope, "query_string": outcome.query}
+    if outcome.path != scope["path"]:
+        scope["path"] = outcome.path
+        scope["raw_path"] = quote(outcome.path).encode("ascii")
+    if outcome.body is not None:
+        scope = _with_content_length(scope, len(outcome.body))
+        receive = _replay(outcome.body)
+    # MLflow's native routes (gateway budgets, jobs, MCP) read the user from here.
+    scope["state"] = {**scope.get("state", {}), "username": outcome.username}
+    return scope, receive
+
+
+class _FilterNeeded(BaseException):
+    def __init__(self, resources: list[dict[str, Any]]) -> None:
+        self.resources = resources
+
+
+def _defer(resources: list[dict[str, Any]]) -> set[str]:
+    raise _FilterNeeded(resources)
+
+
+async def narrow_on_loop(config: FrontDoorConfig, pipeline: Pipeline, trail: Trail) -> Any:
+    """Narrow on the event loop when the caches can describe the items: a first pass finds
+    the filter question, it is asked asynchronously, a second pass applies the answer. When
+    the database is needed, the whole narrowing moves to a worker thread."""
+    try:
+        with cache_only():
+            return pipeline.listing(trail, _defer)
+    except NeedsStore:
+        return await anyio.to_thread.run_sync(pipeline.listing, trail)
+    except _FilterNeeded as needed:
+        question = needed.resources
+    try:
+        answer = await config.engine.client.filter(pipeline.filter_input(trail, question))
+    except PolicyUnavailable as exc:
+        return policy_down(trail, exc)
+
+    def answered(resources: list[dict[str, Any]]) -> set[str]:
+        if resources != question:  # the caches moved between the passes: start over
+            raise NeedsStore
+        return answer
+
+    try:
+        with cache_only():
+            return pipeline.listing(trail, answered)
+    except NeedsStore:
+        return await anyio.to_thread.run_sync(pipeline.listing, trail)
 
 
 def _asgi_has_body(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -214,7 +225,7 @@ async def _read_body(receive: Callable) -> bytes | None:
             return b"".join(chunks)
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > gate.MAX_BUFFERED_BODY:
+        if size > MAX_BUFFERED_BODY:
             return None
         chunks.append(chunk)
         if not message.get("more_body", False):
@@ -240,7 +251,7 @@ def _with_content_length(scope: Scope, length: int) -> Scope:
     return {**scope, "headers": headers}
 
 
-async def _send_asgi(send: Callable, error: ErrorResponse | listings.JsonReply) -> None:
+async def _send_asgi(send: Callable, error: Reply) -> None:
     headers = [(name.encode(), value.encode()) for name, value in error.header_list()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": error.body()})
@@ -260,8 +271,8 @@ class SecureWSGIMiddleware:
             "x-forwarded-for": environ.get("HTTP_X_FORWARDED_FOR"),
             "forwarded": environ.get("HTTP_FORWARDED"),
         }
-        trail = gate.Trail(
-            gate.RequestFacts(
+        trail = Trail(
+            RequestFacts(
                 method=environ.get("REQUEST_METHOD", "").upper(),
                 path=environ.get("PATH_INFO", ""),
                 query=environ.get("QUERY_STRING", "").encode("latin-1"),
@@ -278,25 +289,23 @@ class SecureWSGIMiddleware:
                 host=environ.get("HTTP_HOST"),
                 origin=environ.get("HTTP_ORIGIN"),
                 id_headers=tuple(
-                    (name, environ[f"HTTP_{name.upper().replace('-', '_')}"])
+                    (name, environ[_environ_key(name)])
                     for name in sorted(ID_HEADERS)
-                    if f"HTTP_{name.upper().replace('-', '_')}" in environ
+                    if _environ_key(name) in environ
                 ),
+                client=environ.get(_environ_key(CLIENT_HEADER)),
+                project=environ.get(_environ_key(PROJECT_HEADER)),
             ),
             user_agent=environ.get("HTTP_USER_AGENT"),
         )
-
-        def start_and_note(status: str, headers: list, *args: Any) -> Any:
-            trail.status = int(status.split(" ", 1)[0])
-            return start_response(status, headers, *args)
-
+        reply = responses.WsgiReply(start_response, trail)
         try:
-            return self._handle(environ, start_and_note, trail)
+            return reply.finish(self._handle(environ, reply.start_response, trail))
         finally:
             record(self.config, trail)
 
     def _handle(
-        self, environ: dict[str, Any], start_response: Callable, trail: gate.Trail
+        self, environ: dict[str, Any], start_response: Callable, trail: Trail
     ) -> Iterable[bytes]:
         config, facts = self.config, trail.facts
         if is_health_probe(facts.method, facts.path, config.health_paths):
@@ -304,13 +313,15 @@ class SecureWSGIMiddleware:
             if problem is None:
                 return list(self.app(environ, start_response))
             log_problem(problem)
-            trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
-            return _send_wsgi(start_response, gate.POLICY_DOWN)
-        outcome = self._authorise(environ, trail)
-        if outcome is not None:  # an error, or a reply the front door makes itself
+            trail.refuse(POLICY_DOWN, "unavailable", "policy engine unavailable")
+            return _send_wsgi(start_response, POLICY_DOWN)
+        steps = sequence.authorise(self.pipeline, trail, _wsgi_authorization(environ))
+        outcome = self._run(steps, environ, trail)
+        if not isinstance(outcome, sequence.Forward):
             return _send_wsgi(start_response, outcome)
-        if trail.subject is None:  # public route
+        if outcome is sequence.PASS:  # a public route
             return list(self.app(environ, start_response))
+        _forward_wsgi(environ, outcome)
         token = bind_subject(trail.subject)
         try:
             # Materialise the response while the subject is bound: handlers may stream.
@@ -318,68 +329,38 @@ class SecureWSGIMiddleware:
         finally:
             unbind_subject(token)
 
-    def _authorise(
-        self, environ: dict[str, Any], trail: gate.Trail
-    ) -> ErrorResponse | listings.JsonReply | None:
-        config, pipeline, facts = self.config, self.pipeline, trail.facts
-        action = pipeline.route(trail)
-        if isinstance(action, ErrorResponse):
-            return action
-        if action.public:
-            return None
-        try:
-            credential = pipeline.credential(trail, _wsgi_authorization(environ))
-            if isinstance(credential, ErrorResponse):
-                return credential
-            subject = config.authenticator.cached(credential) or gate.finish_authentication(
-                config.authenticator, credential, facts
-            )
-        except AuthError as exc:
-            return pipeline.failed(trail, exc)
-        if isinstance(subject, ErrorResponse):
-            return trail.refuse(subject, "unavailable", "identity store unavailable")
-        trail.subject = subject
-        refused = pipeline.body_on_read(trail)
-        if refused is not None:
-            return refused
+    def _run(self, steps: sequence.Sequence, environ: dict[str, Any], trail: Trail) -> Any:
+        value: Any = None
+        while True:
+            try:
+                effect = steps.send(value)
+            except StopIteration as done:
+                return done.value
+            value = self._perform(effect, environ, trail)
 
-        body = b""
-        stamping = gate.records_authorship(action, facts, config.static_prefix)
-        if gate.needs_body(action, facts) or stamping:
-            body = _read_wsgi_body(environ)
-            if body is None:
-                return trail.refuse(gate.BODY_TOO_LARGE, "deny", "request body too large")
-            if stamping:
-                stamped = pipeline.stamp(trail, body)
-                if isinstance(stamped, ErrorResponse):
-                    return stamped
-                body = stamped
-            environ["wsgi.input"] = io.BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
-        resource = pipeline.resource(trail, body)
-        if isinstance(resource, ErrorResponse):
-            return resource
-        decision = decide_sync(config, pipeline.policy_input(trail))
-        if pipeline.wants_alternatives(trail, decision):
-            alternatives = decide_each_sync(config, pipeline.other_inputs(trail, trail.any_of))
-            decision = pipeline.first_allowed(trail, decision, alternatives)
-        refused = pipeline.verdict(trail, decision)
-        if refused is None and trail.also:
-            decisions = decide_each_sync(config, pipeline.other_inputs(trail, trail.also))
-            refused = pipeline.others_verdict(trail, decisions)
-        if refused is not None:
-            return refused
-        if not listings.narrows(action.endpoint):
-            return None
-        narrowed = pipeline.listing(trail)
-        if isinstance(narrowed, listings.Rewrite):
-            if narrowed.body is not None:
-                environ["wsgi.input"] = io.BytesIO(narrowed.body)
-                environ["CONTENT_LENGTH"] = str(len(narrowed.body))
-            if narrowed.query is not None:
-                environ["QUERY_STRING"] = narrowed.query.decode("latin-1")
-            return None
-        return narrowed
+    def _perform(self, effect: Any, environ: dict[str, Any], trail: Trail) -> Any:
+        if isinstance(effect, sequence.Decide):
+            return decide_each_sync(self.config, list(effect.inputs))
+        if isinstance(effect, sequence.Blocking):
+            return effect.call(*effect.args)
+        if isinstance(effect, sequence.ReadBody):
+            return _read_wsgi_body(environ)
+        if isinstance(effect, sequence.Narrow):
+            return self.pipeline.listing(trail)
+        raise TypeError(f"unknown effect {effect!r}")
+
+
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def _forward_wsgi(environ: dict[str, Any], outcome: sequence.Forward) -> None:
+    """The environ MLflow receives: the routed path, the canonical query and body."""
+    environ["PATH_INFO"] = outcome.path
+    environ["QUERY_STRING"] = outcome.query.decode("latin-1")
+    if outcome.body is not None:
+        environ["wsgi.input"] = io.BytesIO(outcome.body)
+        environ["CONTENT_LENGTH"] = str(len(outcome.body))
 
 
 def _wsgi_authorization(environ: dict[str, Any]) -> list[bytes]:
@@ -397,12 +378,12 @@ def _read_wsgi_body(environ: dict[str, Any]) -> bytes | None:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return None
-    if length > gate.MAX_BUFFERED_BODY:
+    if length > MAX_BUFFERED_BODY:
         return None
     return environ["wsgi.input"].read(length) if length > 0 else b""
 
 
-def _send_wsgi(start_response: Callable, error: ErrorResponse | listings.JsonReply) -> list[bytes]:
+def _send_wsgi(start_response: Callable, error: Reply) -> list[bytes]:
     reason = {
         200: "OK",
         400: "Bad Request",

@@ -1,11 +1,23 @@
-"""From request parameters to the resource the policy decides on, read from MLflow's stores.
+"""Resources read from MLflow's stores: what the policy decides on, never taken from the request.
 
 A run is judged by its experiment, a model version by its registered model, a trace or logged
 model by its experiment: the attributes that matter (project, classification, owner) live on
-experiments and registered models as tags, and are read here from the database, never taken
-from the request. Lookups that cannot change (which experiment a run belongs to) are cached
-for the worker's lifetime; attributes that can change are cached for a second and dropped as
-soon as this worker lets a request change them.
+experiments and registered models as tags, and are read here from the database.
+
+The caches, and what invalidates each (a cache holds only what MLflow cannot change behind it,
+or holds it for at most ATTRIBUTE_TTL):
+  _parents            run → experiment, logged model → experiment, issue / label schema /
+                      review queue → experiment, model version → source run: no MLflow call
+                      changes these links, so they are kept for the process (bounded LRU).
+                      A trace's experiment is NOT cached: MLflow's trace upsert (StartTraceV3
+                      with an existing trace id) can move a trace to another experiment.
+  _experiments        experiment attributes (tags, lifecycle, artefact location): 1 s, and
+                      dropped at once when this worker allows a change to the experiment.
+  _registered_models  registered-model attributes by name: 1 s, dropped on an allowed change
+                      (a rename or a tag) in this worker.
+  _locations          the custom `mlflow-artifacts:` roots: 1 s; re-read fresh before a path
+                      is declared unowned.
+Name lookups (experiment by name) are never cached: a rename or delete changes them.
 """
 
 from __future__ import annotations
@@ -40,9 +52,10 @@ def served_path(location: str) -> str | None:
     served by path alone, as MLflow's proxy does."""
     from urllib.parse import urlparse
 
-    if not location.startswith(SERVED_SCHEME + ":"):
+    parsed = urlparse(location)
+    if parsed.scheme.lower() != SERVED_SCHEME:  # schemes compare case-insensitively, as MLflow's
         return None
-    return urlparse(location).path.strip("/")
+    return parsed.path.strip("/")
 
 
 def is_default_root(root: str) -> bool:
@@ -86,6 +99,11 @@ def _guarded(store: Callable[[], Any]) -> Callable[[], Any]:
 
 
 def _attributes(tags: Mapping[str, str]) -> dict[str, Any]:
+    # Policy tag keys are compared case-insensitively, as a store with a case-insensitive
+    # collation compares them (writing any other spelling is refused: resolution.py).
+    tags = {
+        (k.lower() if k.lower().startswith("mlflow.secure.") else k): v for k, v in tags.items()
+    }
     return {
         "project": tags.get(PROJECT_TAG) or None,
         "classification": tags.get(CLASSIFICATION_TAG) or None,
@@ -175,10 +193,35 @@ class ResourceResolver:
         return self._within_experiment("logged_model", model_id, load)
 
     def trace(self, trace_id: str) -> dict[str, Any]:
-        def load() -> str | None:
-            return self._tracking().get_trace_info(trace_id).experiment_id
+        # Not cached: a trace upsert can move the trace to another experiment.
+        try:
+            experiment_id = self._tracking().get_trace_info(trace_id).experiment_id
+        except Exception as exc:
+            raise ResourceNotFound(f"trace {trace_id}") from exc
+        if experiment_id is None:
+            raise ResourceNotFound(f"trace {trace_id}")
+        return {**self.experiment(str(experiment_id)), "type": "trace", "id": trace_id}
 
-        return self._within_experiment("trace", trace_id, load)
+    def experiment_by_name(self, name: str) -> dict[str, Any]:
+        """Looked up by name each time (a rename or delete changes the answer)."""
+        try:
+            experiment = self._tracking().get_experiment_by_name(name)
+        except Exception as exc:
+            raise ResourceNotFound(f"experiment named {name}") from exc
+        if experiment is None:
+            raise ResourceNotFound(f"experiment named {name}")
+        return self.experiment(str(experiment.experiment_id))
+
+    def experiment_owning_location(self, uri: str) -> dict[str, Any] | None:
+        """The experiment whose artefact location holds `uri` (longest whole-segment prefix),
+        or None: a model version's source inside another team's artefacts reads them."""
+        best: tuple[int, str] | None = None
+        for experiment_id, location in self._all_artifact_locations():
+            root = (location or "").rstrip("/")
+            inside = root and (uri == root or uri.startswith(root + "/"))
+            if inside and (best is None or len(root) > best[0]):
+                best = (len(root), str(experiment_id))
+        return self.experiment(best[1]) if best else None
 
     def custom_artifact_roots(self, fresh: bool = False) -> dict[str, list[str]]:
         """Path under the served artefact root → the experiments whose custom
@@ -193,21 +236,23 @@ class ResourceResolver:
             self._locations.put("roots", cached)
         return cached
 
-    def _artifact_locations(self) -> list[tuple[Any, str]]:
+    def _all_artifact_locations(self) -> list[tuple[Any, str]]:
+        return self._artifact_locations(served_only=False)
+
+    def _artifact_locations(self, served_only: bool = True) -> list[tuple[Any, str]]:
         from mlflow.store.tracking.dbmodels.models import SqlExperiment
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-        from sqlalchemy import select
+        from sqlalchemy import func, select
 
         store = self._tracking()
         if isinstance(store, SqlAlchemyStore):
-            with store.ManagedSessionMaker() as session:
-                return list(
-                    session.execute(
-                        select(SqlExperiment.experiment_id, SqlExperiment.artifact_location).where(
-                            SqlExperiment.artifact_location.like(f"{SERVED_SCHEME}:%")
-                        )
-                    )
+            query = select(SqlExperiment.experiment_id, SqlExperiment.artifact_location)
+            if served_only:  # LIKE is case-insensitive for ASCII on SQLite; lower() for others
+                query = query.where(
+                    func.lower(SqlExperiment.artifact_location).like(f"{SERVED_SCHEME}:%")
                 )
+            with store.ManagedSessionMaker() as session:
+                return list(session.execute(query))
         from mlflow.entities import ViewType
 
         found, token = [], None

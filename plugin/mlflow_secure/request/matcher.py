@@ -8,6 +8,7 @@ classified as one route here and served by another.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,19 @@ class MatchedRoute:
     rule: str  # the rule as the framework spells it, e.g. "/api/2.0/mlflow/runs/get"
     method: str
     path_params: dict[str, Any] = field(default_factory=dict)
+    path: str = ""  # the path MLflow is handed: the rule with its variables filled in
+
+
+_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>|\{([^{}:]+)(?::[^{}]+)?\}")
+
+
+def canonical_path(rule: str, path: str, params: dict[str, Any]) -> str:
+    """The one spelling of the path the router matched. Werkzeug merges repeated slashes when
+    it matches (`//api/...` reaches `/api/...`); MLflow is handed the merged spelling, so
+    every step keyed on the path (authorship, the audit trail) sees what was routed."""
+    if "//" not in path:
+        return path
+    return _VARIABLE.sub(lambda m: str(params[m.group(1) or m.group(2)]), rule)
 
 
 def _native_routes(fastapi_app: Any) -> list[tuple[str, Any, frozenset[str]]]:
@@ -59,11 +73,12 @@ class RouteMatcher:
                     name: convertors[name].convert(value)
                     for name, value in found.groupdict().items()
                 }
-                return MatchedRoute(rule, method, params)
+                return MatchedRoute(rule, method, params, canonical_path(rule, path, params))
         # HEAD and OPTIONS are answered by Flask for every GET rule; classify them as the GET.
         lookup = "GET" if method in {"HEAD", "OPTIONS"} else method
         try:
             rule, params = self._adapter.match(path, method=lookup, return_rule=True)
         except HTTPException:
             return None
-        return MatchedRoute(rule.rule, method, dict(params))
+        params = dict(params)
+        return MatchedRoute(rule.rule, method, params, canonical_path(rule.rule, path, params))

@@ -1,19 +1,17 @@
-"""The decisions every request goes through, shared by the ASGI and WSGI front doors.
+"""The steps of the request path that do not depend on the server interface.
 
-`Pipeline` holds the steps that do not depend on the server interface (route, credential,
-stamp, resolve, decide, narrow); the front doors (front_door.py) do the I/O around them.
-Steps that may touch a database run on the event loop only when the caches can answer
-(`cache_only`), in a worker thread otherwise.
+Each step takes the request's Trail and returns what the next step needs, or the
+ErrorResponse that ends the request (recorded in the trail); nothing here allows by default.
+The order is sequence.py's; the I/O around it is front_door.py's.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 from mlflow.exceptions import MlflowException
 
 from mlflow_secure.audit.log import AuditLog
@@ -23,14 +21,28 @@ from mlflow_secure.policy.client import PolicyUnavailable
 from mlflow_secure.policy.decision_cache import DecisionCache
 from mlflow_secure.policy.engine import PolicyEngine
 from mlflow_secure.policy.shadow import ShadowEvaluator
-from mlflow_secure.request import authorship, gate, listings
-from mlflow_secure.request.actions import Action, classify
-from mlflow_secure.request.lookups import NeedsStore, ResourceResolver, cache_only
+from mlflow_secure.request import authentication, authorship, canonical, decision, listings, otlp
+from mlflow_secure.request.actions import Action, classify, logical_path, resolve_resource
+from mlflow_secure.request.canonical import AmbiguousRequest, BadRequest, CanonicalRequest
+from mlflow_secure.request.decision import POLICY_DOWN
+from mlflow_secure.request.lookups import PROJECT_TAG, ResourceResolver
 from mlflow_secure.request.matcher import RouteMatcher
 from mlflow_secure.request.origin import OriginPolicy
-from mlflow_secure.request.resolution import AmbiguousRequest
+from mlflow_secure.request.resolution import resolve
+from mlflow_secure.request.trail import Trail
 
 _logger = logging.getLogger("mlflow_secure.request.front_door")
+
+MAX_BUFFERED_BODY = 16 * 1024 * 1024
+BODY_TOO_LARGE = ErrorResponse(400, "The request body is too large for this endpoint.")
+NO_SUCH_ROUTE = ErrorResponse(404, "No such endpoint.")
+# MLflow's handlers read the JSON body of a GET that has no query string; no MLflow client
+# sends one, and refusing it keeps "query or body" a choice the method makes.
+BODY_ON_READ = ErrorResponse(400, "A GET or HEAD request must not carry a body.")
+# Creates that take the creator's default project when they name none.
+_PLACED_CREATES = frozenset({"mlflow.experiments.create", "mlflow.registered_models.create"})
+_PROJECT_NAME_MAX = 128
+_REQUESTED = frozenset({"uri", "new_tags"})  # what a request asks to write, not what is
 
 
 @dataclass
@@ -58,122 +70,285 @@ def log_problem(problem: str) -> None:
     _logger.warning("refusing requests: %s", problem)
 
 
-def record(config: FrontDoorConfig, trail: gate.Trail) -> None:
+def record(config: FrontDoorConfig, trail: Trail) -> None:
     if config.audit is not None:
         config.audit.record(trail.event())
 
 
+def policy_down(trail: Trail, problem: Any) -> ErrorResponse:
+    log_problem(str(problem))
+    return trail.refuse(POLICY_DOWN, "unavailable", "policy engine unavailable")
+
+
 class Pipeline:
-    """The decisions shared by both front doors; I/O steps are passed in as callables."""
+    """The steps shared by both front doors."""
 
     def __init__(self, config: FrontDoorConfig) -> None:
         self.config = config
 
-    def route(self, trail: gate.Trail) -> Action | ErrorResponse:
+    # ------------------------------------------------------------------ route, authenticate
+
+    def route(self, trail: Trail) -> Action | ErrorResponse:
         facts = trail.facts
         action = classify(facts.method, facts.path, self.config.static_prefix, self.config.matcher)
         if action is None:
-            return trail.refuse(gate.NO_SUCH_ROUTE, "deny", "no such endpoint")
+            return trail.refuse(NO_SUCH_ROUTE, "deny", "no such endpoint")
         foreign = self.config.origins.refusal(facts.method, facts.host, facts.origin, False)
         if foreign is not None:
             return trail.refuse(foreign[0], "deny", foreign[1])
         trail.action = action
         return action
 
-    def body_on_read(self, trail: gate.Trail) -> ErrorResponse | None:
-        """After authentication (an anonymous caller learns nothing but 401)."""
-        facts = trail.facts
-        if facts.has_body and facts.method in {"GET", "HEAD"}:
-            return trail.refuse(gate.BODY_ON_READ, "deny", "a GET or HEAD request with a body")
-        return None
-
-    def credential(self, trail: gate.Trail, authorization: list[bytes]) -> Any:
+    def credential(self, trail: Trail, authorization: list[bytes]) -> Any:
         throttle = self.config.authenticator.throttle
-        credential = gate.read_credential(throttle, trail.facts, authorization)  # AuthError
+        credential = authentication.read_credential(throttle, trail.facts, authorization)
         if isinstance(credential, ErrorResponse):
             return trail.refuse(credential, "unauthenticated")
         return credential
 
-    def failed(self, trail: gate.Trail, exc: AuthError) -> ErrorResponse:
-        response = gate.record_failure(self.config.authenticator.throttle, exc, trail.facts)
+    def authenticate(self, trail: Trail, credential: Any) -> Any:
+        """The slow path of authentication (a worker thread under ASGI)."""
+        try:
+            return authentication.finish_authentication(
+                self.config.authenticator, credential, trail.facts
+            )
+        except AuthError as exc:
+            return self.failed(trail, exc)
+
+    def failed(self, trail: Trail, exc: AuthError) -> ErrorResponse:
+        response = authentication.record_failure(
+            self.config.authenticator.throttle, exc, trail.facts
+        )
         return trail.refuse(response, "unauthenticated", str(exc))
 
-    def stamp(self, trail: gate.Trail, body: bytes) -> bytes | ErrorResponse:
-        try:
-            return gate.stamp(trail.facts, body, trail.subject, self.config.static_prefix)
-        except authorship.AuthorshipViolation as exc:
-            return trail.refuse(ErrorResponse(400, str(exc)), "deny", str(exc))
-
-    def resource(self, trail: gate.Trail, body: bytes) -> dict[str, Any] | ErrorResponse:
-        config, action = self.config, trail.action
-        if action.plugin_path is None:
-            try:
-                trail.params = gate.request_parameters(action, trail.facts, body)
-            except AmbiguousRequest as exc:
-                refusal = gate.ambiguous(exc)
-                return trail.refuse(refusal, "deny", refusal.message)
-        resource = gate.resource_for(
-            action, trail.subject, trail.facts, body, config.sessions, config.resolver, trail.params
-        )
-        if isinstance(resource, ErrorResponse):
-            return trail.refuse(resource, "deny", resource.message)
-        trail.also = resource.pop("also", [])
-        trail.any_of = resource.pop("any_of", [])
-        trail.resource = resource
-        return resource
-
-    def other_inputs(self, trail: gate.Trail, others: list[dict[str, Any]]) -> list[dict]:
-        """The policy inputs for the further resources a request names, one each."""
-        return [
-            gate.policy_input(trail.subject, trail.action, other, trail.facts) for other in others
-        ]
-
-    def wants_alternatives(self, trail: gate.Trail, decision: Any) -> bool:
-        return (
-            bool(trail.any_of)
-            and not isinstance(decision, PolicyUnavailable)
-            and not (decision.allow)
-        )
-
-    def first_allowed(self, trail: gate.Trail, decision: Any, alternatives: list[Any]) -> Any:
-        """The first alternative the policy allows becomes the resource; else the refusal of
-        the first resource stands."""
-        for other, answer in zip(trail.any_of, alternatives, strict=True):
-            if not isinstance(answer, PolicyUnavailable) and answer.allow:
-                # the decision that stands is this one: the audit event and the shadow
-                # comparison must see the input it answered
-                trail.resource = other
-                trail.policy_input = gate.policy_input(
-                    trail.subject, trail.action, other, trail.facts
-                )
-                return answer
-        return decision
-
-    def others_verdict(self, trail: gate.Trail, decisions: list[Any]) -> ErrorResponse | None:
-        """Every further resource must be allowed as the first was; the first refusal wins."""
-        for other, decision in zip(trail.also, decisions, strict=True):
-            if isinstance(decision, PolicyUnavailable):
-                log_problem(str(decision))
-                return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
-            if not decision.allow:
-                trail.decision, trail.reasons = "deny", decision.reasons
-                trail.resource = {**other, "named_with": trail.resource.get("id")}
-                return gate.denial(decision, trail.subject, trail.action, trail.decision_id)
+    def body_on_read(self, trail: Trail) -> ErrorResponse | None:
+        """After authentication (an anonymous caller learns nothing but 401)."""
+        facts = trail.facts
+        if facts.has_body and facts.method in {"GET", "HEAD"}:
+            return trail.refuse(BODY_ON_READ, "deny", "a GET or HEAD request with a body")
         return None
 
-    def policy_input(self, trail: gate.Trail) -> dict[str, Any]:
-        trail.decision_id = gate.new_decision_id()
-        trail.policy_input = gate.policy_input(
+    # ------------------------------------------------------------------ read
+
+    def stamps(self, trail: Trail) -> bool:
+        action = trail.action
+        if action.plugin_path is not None:
+            return False
+        path = logical_path(action.path or trail.facts.path, self.config.static_prefix)
+        method = trail.facts.method
+        return authorship.find_endpoint(path, method) is not None or _is_otlp(path, method)
+
+    def reads_json(self, trail: Trail) -> bool:
+        action, facts = trail.action, trail.facts
+        if action.plugin_path is not None:
+            return False
+        return canonical.reads_body(
+            action.spec, facts.method, bool(facts.query), facts.content_type
+        )
+
+    def buffers_body(self, trail: Trail) -> bool:
+        """Buffer the body only where it is read here: JSON requests, OTLP exports and the
+        plugin's key routes; never artefact bytes."""
+        if trail.action.plugin_path is not None:
+            return trail.action.needs_body
+        return self.reads_json(trail) or self.stamps(trail)
+
+    def read(self, trail: Trail, body: bytes | None) -> CanonicalRequest | ErrorResponse:
+        """The one reading of the request; the author stamped and the project placed in it."""
+        action, facts = trail.action, trail.facts
+        try:
+            request = canonical.read(
+                action.spec,
+                action.key,
+                facts.method,
+                facts.query,
+                body if self.reads_json(trail) else None,
+                action.path_params,
+                facts.content_encoding,
+            )
+            request = self._placed(trail, request)
+            # Names the front door sets itself: a client key spelt like one is not one.
+            params = {k: v for k, v in request.params.items() if ":" not in str(k)}
+            params.update({f"header:{name}": value for name, value in facts.id_headers})
+            request.params = params
+            if self.stamps(trail) and body is not None:
+                request = self._stamped(trail, request, body)
+        except (AmbiguousRequest, BadRequest, authorship.AuthorshipViolation) as exc:
+            message = (
+                f"Ambiguous request: {exc}." if isinstance(exc, AmbiguousRequest) else str(exc)
+            )
+            return trail.refuse(ErrorResponse(400, message), "deny", message)
+        trail.canonical = request
+        return request
+
+    def _placed(self, trail: Trail, request: CanonicalRequest) -> CanonicalRequest:
+        """An experiment or registered model created without a project goes into the project
+        the client asked for (X-MLflow-Secure-Project) or the creator's default project."""
+        if trail.action.endpoint not in _PLACED_CREATES or request.payload is None:
+            return request
+        tags = request.payload.get("tags") or []
+        if not isinstance(tags, list) or any(
+            isinstance(t, dict) and str(t.get("key", "")).lower() == PROJECT_TAG for t in tags
+        ):
+            return request
+        project = trail.facts.project or getattr(trail.subject, "default_project", None)
+        if not project:
+            return request
+        if len(project) > _PROJECT_NAME_MAX or not project.isprintable():
+            raise BadRequest("X-MLflow-Secure-Project is not a project name.")
+        tags = [*tags, {"key": PROJECT_TAG, "value": project}]
+        return request.with_payload({**request.payload, "tags": tags})
+
+    def _stamped(self, trail: Trail, request: CanonicalRequest, raw: bytes) -> CanonicalRequest:
+        path = logical_path(trail.action.path or trail.facts.path, self.config.static_prefix)
+        facts = trail.facts
+        if _is_otlp(path, facts.method):
+            # Protobuf spans cannot be rewritten faithfully: an author attribute is refused,
+            # and every trace the export names is decided (resolution: otlp:trace_ids).
+            try:
+                export = otlp.decode_export(raw, facts.content_type, facts.content_encoding)
+                ids = otlp.trace_ids(export)
+            except otlp.OtlpError as exc:
+                raise BadRequest(f"The OTLP export cannot be read ({exc}).") from None
+            authorship.refuse_otlp_authorship(raw, facts.content_type, facts.content_encoding)
+            request.params[otlp.TRACE_IDS_PARAM] = ids
+            return request
+        body = request.body if request.body is not None else raw
+        stamped = authorship.stamp_authorship(path, facts.method, body, trail.subject.name)
+        if stamped is None or stamped == body:
+            return request
+        return request.with_payload(json.loads(stamped))
+
+    # ------------------------------------------------------------------ resolve
+
+    def resource(self, trail: Trail, raw_body: bytes) -> dict[str, Any] | ErrorResponse:
+        """The resources the policy decides on, read from the stores (database I/O)."""
+        config, action = self.config, trail.action
+        if action.plugin_path is not None:
+            resource = resolve_resource(
+                action, trail.subject, trail.facts.query, raw_body, config.sessions
+            )
+            trail.resource = resource
+            return resource
+        try:
+            resolved = resolve(action.spec, trail.params, config.resolver, trail.subject.name)
+        except AmbiguousRequest as exc:
+            refusal = ErrorResponse(400, f"Ambiguous request: {exc}.")
+            return trail.refuse(refusal, "deny", refusal.message)
+        except BadRequest as exc:
+            refusal = ErrorResponse(400, f"{exc}.")
+            return trail.refuse(refusal, "deny", refusal.message)
+        resource = resolved.resource
+        if action.spec.listing:
+            # Whether the results will be narrowed per item (listings/): the policy must know.
+            resource["filtered"] = listings.narrows(action.endpoint)
+        trail.resource, trail.also, trail.any_of = resource, resolved.also, resolved.any_of
+        return resource
+
+    # ------------------------------------------------------------------ decide
+
+    def policy_input(self, trail: Trail) -> dict[str, Any]:
+        trail.decision_id = decision.new_decision_id()
+        trail.policy_input = decision.policy_input(
             trail.subject, trail.action, trail.resource, trail.facts
         )
         return trail.policy_input
 
-    def filter_input(self, trail: gate.Trail, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    def input_for(self, trail: Trail, resource: dict[str, Any], access: str | None) -> dict:
+        return decision.policy_input(trail.subject, trail.action, resource, trail.facts, access)
+
+    def alternatives_wanted(self, trail: Trail, answer: Any) -> bool:
+        return bool(trail.any_of) and not isinstance(answer, PolicyUnavailable) and not answer.allow
+
+    def first_allowed(self, trail: Trail, answer: Any, alternatives: list[Any]) -> Any:
+        """The first alternative the policy allows becomes the resource; else the refusal of
+        the first resource stands."""
+        for other, candidate in zip(trail.any_of, alternatives, strict=True):
+            if not isinstance(candidate, PolicyUnavailable) and candidate.allow:
+                # the decision that stands is this one: the audit event and the shadow
+                # comparison must see the input it answered
+                trail.resource = other
+                trail.policy_input = self.input_for(trail, other, None)
+                return candidate
+        return answer
+
+    def note(self, trail: Trail, answer: Any) -> None:
+        """Record a decision that arrived (its revision, the shadow comparison, a denial)."""
+        trail.policy_revision = self.config.engine.revision
+        if self.config.shadow is not None:  # off the request path; never raises
+            self.config.shadow.compare(
+                trail.policy_input, answer, trail.decision_id, trail.policy_revision
+            )
+        if not answer.allow:
+            trail.decision, trail.reasons = "deny", tuple(answer.reasons)
+            decision.log_denial(trail.decision_id, trail.subject, trail.action, answer)
+
+    def first_refused_other(self, trail: Trail, answers: list[Any]) -> Any:
+        """The first further resource refused as (resource, access, answer), an outage's
+        refusal, or None when every one is allowed."""
+        for (other, access), answer in zip(trail.also, answers, strict=True):
+            if isinstance(answer, PolicyUnavailable):
+                return policy_down(trail, answer)
+            if not answer.allow:
+                trail.decision, trail.reasons = "deny", tuple(answer.reasons)
+                trail.resource = {**other, "named_with": trail.resource.get("id")}
+                decision.log_denial(trail.decision_id, trail.subject, trail.action, answer)
+                return other, access, answer
+        return None
+
+    def read_check(self, resource: dict[str, Any], access: str | None, trail: Trail) -> Any:
+        """The input asking whether the caller may at least read a refused resource, or None
+        when the refusal already answers that (a read, a missing or unnamed resource)."""
+        access = access or trail.action.access
+        if access == "read" or resource.get("missing") or not decision.hides(resource):
+            return None
+        # the resource as it is, without what this request asks to write (a URI, tags)
+        stored = {k: v for k, v in resource.items() if k not in _REQUESTED}
+        return self.input_for(trail, stored, "read")
+
+    def refusal(
+        self,
+        trail: Trail,
+        resource: dict[str, Any],
+        access: str | None,
+        answer: Any,
+        readable: Any,
+        visible: bool = False,
+    ) -> ErrorResponse:
+        """The answer to a denial: 404 when the resource does not exist or the caller may not
+        read it, 403 with the policy's reasons when they may read it. `readable` is the answer
+        to `read_check` (None when it was not asked); `visible`: the caller is known to see it."""
+        if isinstance(readable, PolicyUnavailable):
+            return policy_down(trail, readable)
+        decision_id = trail.decision_id
+        if decision.hides(resource) and not visible:
+            if resource.get("missing"):
+                return decision.not_found(resource, decision_id)
+            if decision.in_default_experiment(resource):
+                return decision.default_experiment_refusal(decision_id, list(answer.reasons))
+            refused_read = (access or trail.action.access) == "read"
+            if refused_read or (readable is not None and not readable.allow):
+                return decision.not_found(resource, decision_id)
+        return decision.denial(answer, trail.subject, trail.action, decision_id)
+
+    def after_allowed(self, trail: Trail) -> None:
+        """This worker forgets cached attributes a request it let through may change."""
+        action, resource, resolver = trail.action, trail.resource, self.config.resolver
+        if action.access == "read" or not resource.get("id"):
+            return
+        if resource.get("type") == "experiment":
+            resolver.forget_experiment(resource["id"])
+        elif resource.get("type") in {"registered_model", "prompt"}:
+            resolver.forget_registered_model(resource["id"])
+
+    # ------------------------------------------------------------------ enforce
+
+    def filter_input(self, trail: Trail, resources: list[dict[str, Any]]) -> dict[str, Any]:
         action, facts = trail.action, trail.facts
         who = {"endpoint": action.endpoint, "access": "read", "method": facts.method}
         return {"subject": trail.subject.policy_input(), "action": who, "resources": resources}
 
-    def listing(self, trail: gate.Trail, filter_call: Any = None) -> Any:
+    def listing(self, trail: Trail, filter_call: Any = None) -> Any:
         """For an allowed, narrowed listing: a reply to send, a Rewrite, or None.
 
         `filter_call` answers the one filter question; by default a synchronous OPA call."""
@@ -193,113 +368,12 @@ class Pipeline:
         except MlflowException as exc:
             return listings.mlflow_error(exc)
         except PolicyUnavailable as exc:
-            log_problem(str(exc))
-            return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
+            return policy_down(trail, exc)
         if isinstance(narrowed, listings.JsonReply) and narrowed.status == 403:
             # a narrower that refuses part of the request (GraphQL) is a denial in the trail
             trail.decision, trail.reasons = "deny", (narrowed.reason(),)
         return narrowed
 
-    def verdict(self, trail: gate.Trail, decision: Any) -> ErrorResponse | None:
-        if isinstance(decision, PolicyUnavailable):
-            log_problem(str(decision))
-            return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
-        trail.policy_revision = self.config.engine.revision
-        if self.config.shadow is not None:  # off the request path; never raises
-            self.config.shadow.compare(
-                trail.policy_input, decision, trail.decision_id, trail.policy_revision
-            )
-        if not decision.allow:
-            trail.decision, trail.reasons = "deny", decision.reasons
-            return gate.denial(decision, trail.subject, trail.action, trail.decision_id)
-        gate.after_allowed_change(trail.action, trail.resource, self.config.resolver)
-        return None
 
-
-async def resolve_on_loop(pipeline: Pipeline, trail: gate.Trail, body: bytes) -> Any:
-    """Resolve on the event loop when the caches can answer; a worker thread otherwise."""
-    if trail.action.plugin_path is None:  # the plugin's own routes read the identity store
-        try:
-            with cache_only():
-                return pipeline.resource(trail, body)
-        except NeedsStore:
-            pass
-    return await anyio.to_thread.run_sync(pipeline.resource, trail, body)
-
-
-class _FilterNeeded(BaseException):
-    def __init__(self, resources: list[dict[str, Any]]) -> None:
-        self.resources = resources
-
-
-def _defer(resources: list[dict[str, Any]]) -> set[str]:
-    raise _FilterNeeded(resources)
-
-
-async def narrow_on_loop(config: FrontDoorConfig, pipeline: Pipeline, trail: gate.Trail) -> Any:
-    """Narrow on the event loop when the caches can describe the items: a first pass finds
-    the filter question, it is asked asynchronously, a second pass applies the answer. When
-    the database is needed, the whole narrowing moves to a worker thread."""
-    try:
-        with cache_only():
-            return pipeline.listing(trail, _defer)
-    except NeedsStore:
-        return await anyio.to_thread.run_sync(pipeline.listing, trail)
-    except _FilterNeeded as needed:
-        question = needed.resources
-    try:
-        answer = await config.engine.client.filter(pipeline.filter_input(trail, question))
-    except PolicyUnavailable as exc:
-        log_problem(str(exc))
-        return trail.refuse(gate.POLICY_DOWN, "unavailable", "policy engine unavailable")
-
-    def answered(resources: list[dict[str, Any]]) -> set[str]:
-        if resources != question:  # the caches moved between the passes: start over
-            raise NeedsStore
-        return answer
-
-    try:
-        with cache_only():
-            return pipeline.listing(trail, answered)
-    except NeedsStore:
-        return await anyio.to_thread.run_sync(pipeline.listing, trail)
-
-
-def _cached(config: FrontDoorConfig, policy_input: dict[str, Any]) -> tuple[str | None, Any]:
-    """The cache key of a decision (None: not cached) and the decision cached under it."""
-    cache = config.decisions
-    key = cache.key(policy_input, config.engine.revision) if cache is not None else None
-    return key, (cache.get(key) if key is not None else None)
-
-
-async def decide(config: FrontDoorConfig, policy_input: dict[str, Any]) -> Any:
-    """The decision, or the PolicyUnavailable that refuses the request (never cached)."""
-    key, decision = _cached(config, policy_input)
-    if decision is None:
-        try:
-            decision = await config.engine.client.decide(policy_input)
-        except PolicyUnavailable as exc:
-            return exc
-        if key is not None:
-            config.decisions.put(key, decision)
-    return decision
-
-
-def decide_sync(config: FrontDoorConfig, policy_input: dict[str, Any]) -> Any:
-    key, decision = _cached(config, policy_input)
-    if decision is None:
-        try:
-            decision = config.engine.client.decide_sync(policy_input)
-        except PolicyUnavailable as exc:
-            return exc
-        if key is not None:
-            config.decisions.put(key, decision)
-    return decision
-
-
-async def decide_each(config: FrontDoorConfig, inputs: list[dict[str, Any]]) -> list[Any]:
-    return list(await asyncio.gather(*(decide(config, i) for i in inputs)))
-
-
-def decide_each_sync(config: FrontDoorConfig, inputs: list[dict[str, Any]]) -> list[Any]:
-    return [decide_sync(config, i) for i in inputs]
+def _is_otlp(path: str, method: str) -> bool:
+    return method == "POST" and path == otlp.OTLP_TRACES_PATH

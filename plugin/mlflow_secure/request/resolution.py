@@ -1,19 +1,21 @@
-"""Endpoint parameters → the resource the policy decides on.
+"""Every id a request names → the resources the policy decides on, primary and secondary.
 
-Parameters are read the way MLflow's handlers read them (query string for GET, JSON body
-otherwise, plus URL path variables), and every alias a handler accepts is considered: a
-request naming two different values for one thing (`run_id` and `run_uuid`, a repeated query
-parameter, a path variable contradicted by the body) is ambiguous and refused, because MLflow
-and this layer could otherwise disagree about which resource the request touches.
+Parameters come from the canonical request (canonical.py): one reading, proto names only, so
+a field is looked up under exactly the name MLflow's handler reads. The route's `ids` name its
+main resource; `named_ids.SECONDARY` names the others (a model version's run and source, a
+metric's logged model, an upsert's existing trace), each decided with the access it needs.
+A request naming two different values for one thing (`run_id` and `run_uuid`) is ambiguous
+and refused. How an id becomes a resource is one table, `LOOKUPS`, keyed by resource type
+(or by the id field, for ids that name something of another type than the route's).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
+from mlflow_secure.request.canonical import AmbiguousRequest, BadRequest
 from mlflow_secure.request.census import RouteSpec
 from mlflow_secure.request.lookups import (
     CLASSIFICATION_TAG,
@@ -23,113 +25,100 @@ from mlflow_secure.request.lookups import (
     is_default_root,
     served_path,
 )
+from mlflow_secure.request.named_ids import NamedId, secondary
+
+__all__ = ["AmbiguousRequest", "BadRequest", "Resolved", "check_artifact_path", "resolve"]
+
+MAX_NAMED_RESOURCES = 100
+POLICY_TAG_PREFIX = "mlflow.secure."
+Lookup = Callable[[ResourceResolver, str], dict[str, Any]]
 
 
-class AmbiguousRequest(ValueError):
-    """Answered with 400; the message names the parameter, never its value."""
+@dataclass
+class Resolved:
+    """What the policy decides on: the resource, and further ones that must be allowed too
+    (`also`, each with the access it needs; None: the route's) or of which one suffices."""
+
+    resource: dict[str, Any]
+    also: list[tuple[dict[str, Any], str | None]] = field(default_factory=list)
+    any_of: list[dict[str, Any]] = field(default_factory=list)
 
 
-class BadRequest(ValueError):
-    """A request this layer refuses outright (400, the message as it is)."""
+# ----------------------------------------------------------------------- reading parameters
 
 
-# Query parameters MLflow's handlers read as lists: repeated proto fields (`_get_request_message`
-# turns them into lists with `getlist`, even when given once) and get-history-bulk's `run_id`
-# (`request.args.getlist`). Any other repeated query parameter is ambiguous.
-LIST_PARAMS = frozenset(
-    {
-        "experiment_ids",
-        "run_ids",
-        "trace_ids",
-        "scorer_ids",
-        "item_ids",
-        "schema_ids",
-        "dataset_record_ids",
-        "metric_keys",
-        "order_by",
-    }
-)
-LIST_PARAMS_BY_ENDPOINT = {"mlflow.metrics.get_history_bulk": frozenset({"run_id"})}
+def values_at(params: Mapping[str, Any], path: str) -> list[Any]:
+    """Values at a field or a dotted path into nested objects; `[]` walks into each list item
+    (`metrics[].model_id`). Proto names only: the canonical request has folded aliases."""
+    if path.startswith(("header:", "otlp:")):  # names the front door sets (dots of their own)
+        value = params.get(path.removesuffix("[]"))
+        return [] if value is None else value if isinstance(value, list) else [value]
+    head, dot, rest = path.partition(".")
+    listed = head.endswith("[]")
+    head = head.removesuffix("[]")
+    if head not in params:
+        return []
+    found = params[head]
+    if listed:
+        items = found if isinstance(found, list) else []
+        if not dot:
+            return items
+        return [v for item in items if isinstance(item, dict) for v in values_at(item, rest)]
+    if not dot:
+        return [found]
+    return values_at(found, rest) if isinstance(found, dict) else []
 
 
-def list_params(spec: RouteSpec | None) -> frozenset[str]:
-    if spec is None:
-        return LIST_PARAMS
-    return LIST_PARAMS | LIST_PARAMS_BY_ENDPOINT.get(spec.endpoint, frozenset())
-
-
-def request_params(
-    method: str,
-    query: bytes,
-    body: bytes,
-    path_params: Mapping[str, Any],
-    lists: frozenset[str] = LIST_PARAMS,
-) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-        if name in lists:
-            params.setdefault(name, []).append(value)
-            continue
-        if name in params and params[name] != value:
-            raise AmbiguousRequest(f"query parameter {name!r} is given more than once")
-        params[name] = value
-    if method not in {"GET", "HEAD", "OPTIONS"} and body.strip():
-        try:
-            payload = json.loads(body, object_pairs_hook=_no_duplicates)
-        except ValueError as exc:
-            if isinstance(exc, AmbiguousRequest):
-                raise
-            payload = None  # not JSON (e.g. artefact bytes): MLflow's handler judges it
-        if isinstance(payload, dict):
-            params.update(payload)
-    for name, value in path_params.items():
-        if name in params and str(params[name]) != str(value):
-            raise AmbiguousRequest(f"{name!r} in the URL contradicts the request")
-        params[name] = value
-    return params
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise AmbiguousRequest(f"field {name!r} appears more than once in the body")
-        result[name] = value
-    return result
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _values(params: Mapping[str, Any], name: str) -> list[Any]:
-    """Values at `name`, a field or a dotted path into nested objects, in either spelling."""
-    if name.startswith("header:"):  # a header name holds dots and dashes of its own
-        return [params[name]] if name in params else []
-    head, _, rest = name.partition(".")
-    found = [params[s] for s in {head, _camel(head)} if s in params]
-    if not rest:
-        return found
-    return [v for value in found if isinstance(value, dict) for v in _values(value, rest)]
+def _scalar(value: Any) -> bool:
+    return value not in (None, "") and not isinstance(value, dict | list)
 
 
 def pick(params: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
-    """The one value named by `names` (fields or dotted paths, either spelling), or None."""
+    """The one value named by `names` (alternatives such as run_id / run_uuid), or None."""
     found = {
         str(value)
         for name in names
         if "[]" not in name
-        for value in _values(params, name)
-        if value not in (None, "") and not isinstance(value, dict | list)
+        for value in values_at(params, name)
+        if _scalar(value)
     }
     if len(found) > 1:
         raise AmbiguousRequest(f"{' / '.join(names)} name different resources")
     return found.pop() if found else None
 
 
+def named_list(params: Mapping[str, Any], names: tuple[str, ...]) -> list[str] | None:
+    """The ids of a list-valued parameter (`experiment_ids`, `locations[].x.y`), or None when
+    the request names its resource by a single value."""
+    found: list[Any] | None = None
+    for name in names:
+        if name.startswith("header:"):
+            continue
+        head = name.split("[]", 1)[0]
+        if not isinstance((values_at(params, head) or [None])[0], list):
+            continue
+        if found is not None:
+            raise AmbiguousRequest(f"{' / '.join(names)} name different resources")
+        found = values_at(params, name if "[]" in name else name + "[]")
+    if found is None:
+        return None
+    ids = [str(v) for v in found if _scalar(v)]
+    if len(ids) != len(found):
+        raise AmbiguousRequest(f"{names[0]} holds something other than ids")
+    return _bounded(names[0], ids)
+
+
+def _bounded(name: str, ids: list[str]) -> list[str]:
+    distinct = list(dict.fromkeys(ids))
+    if len(distinct) > MAX_NAMED_RESOURCES:
+        raise AmbiguousRequest(f"{name} names more than {MAX_NAMED_RESOURCES} resources")
+    return distinct
+
+
 def requested_tags(params: Mapping[str, Any]) -> dict[str, str]:
-    """Tags a create or set-tag request would write: the policy judges moves between projects."""
+    """Policy tags a create or set-tag request would write: the policy judges moves between
+    projects. A key that differs from a policy tag key only by case is refused: a store with
+    a case-insensitive collation would take it for the policy tag."""
     tags: dict[str, str] = {}
     raw = params.get("tags")
     if isinstance(raw, list):
@@ -139,10 +128,18 @@ def requested_tags(params: Mapping[str, Any]) -> dict[str, str]:
     elif isinstance(raw, dict):
         tags.update({str(k): str(v) for k, v in raw.items()})
     key = params.get("key")
-    if isinstance(key, str) and key.startswith("mlflow.secure."):
+    if isinstance(key, str):
         tags[key] = str(params.get("value", ""))
-    return {k: v for k, v in tags.items() if k.startswith("mlflow.secure.")}
+    for name in tags:
+        if name.lower().startswith(POLICY_TAG_PREFIX) and name != name.lower():
+            raise BadRequest(
+                f"tag key {name!r} differs from a policy tag key only by case; "
+                f"policy tag keys are lower-case ({name.lower()})"
+            )
+    return {k: v for k, v in tags.items() if k.startswith(POLICY_TAG_PREFIX)}
 
+
+# ----------------------------------------------------------------------- artefact paths
 
 _TRAVERSAL_MARKERS = ("%25", "%2e", "%2f", "%5c", "%00", "\\", "\x00")
 
@@ -159,7 +156,7 @@ def check_artifact_path(path: str) -> str:
     return path
 
 
-def _artifact(resolver: ResourceResolver, path: str) -> dict[str, Any]:
+def artifact(resolver: ResourceResolver, path: str) -> dict[str, Any]:
     """A proxied artefact path belongs to the experiment whose location holds it.
 
     `mlflow-artifacts:/<experiment id>/...` is where MLflow puts an experiment's artefacts
@@ -173,7 +170,7 @@ def _artifact(resolver: ResourceResolver, path: str) -> dict[str, Any]:
     experiment_id = check_artifact_path(path).split("/", 1)[0]
     if experiment_id.isdigit():
         experiment = resolver.experiment(experiment_id)
-        if experiment.get("artifact_location") != f"mlflow-artifacts:/{experiment_id}":
+        if served_path(experiment.get("artifact_location") or "") != experiment_id:
             raise ResourceNotFound(path)
         return {**experiment, "type": "artifact", "id": path}
     segments = path.split("/")
@@ -206,8 +203,71 @@ def check_new_artifact_location(resolver: ResourceResolver, location: str) -> No
             )
 
 
-def _missing(kind: str, key: str) -> dict[str, Any]:
-    # Indistinguishable from a resource the caller may not see: no existence oracle.
+def source_owner(resolver: ResourceResolver, uri: str) -> dict[str, Any]:
+    """What an artefact URI (a model version's source, a prompt URI) reads. Schemes compare
+    case-insensitively, as MLflow's URI parsing does; a URI that names no known owner is left
+    to the policy's URI rules (ResourceNotFound: nothing further to decide)."""
+    scheme, _, rest = uri.partition(":")
+    scheme, parts = scheme.lower(), [p for p in rest.split("/") if p]
+    if scheme == "runs" and parts:
+        return resolver.run(parts[0])
+    if scheme == "models" and parts:
+        if parts[0].startswith("m-"):
+            return resolver.logged_model(parts[0])
+        return {**resolver.registered_model(parts[0].split("@", 1)[0]), "type": "model_version"}
+    if scheme == "prompts" and parts:
+        return {**resolver.registered_model(parts[0].split("@", 1)[0]), "type": "prompt"}
+    served = served_path(uri)
+    if served is not None:
+        return artifact(resolver, served)
+    owner = resolver.experiment_owning_location(uri)
+    if owner is None:
+        raise ResourceNotFound(uri)
+    return {**owner, "type": "artifact", "id": uri}
+
+
+# ----------------------------------------------------------------------- the lookup table
+
+
+def _sub_object(kind: str) -> Lookup:
+    return lambda resolver, key: resolver.experiment_of(kind, key)
+
+
+def _typed(kind: str, lookup: Lookup) -> Lookup:
+    return lambda resolver, key: {**lookup(resolver, key), "type": kind}
+
+
+LOOKUPS: dict[str, Lookup] = {
+    "experiment": ResourceResolver.experiment,
+    "run": ResourceResolver.run,
+    "logged_model": ResourceResolver.logged_model,
+    "trace": ResourceResolver.trace,
+    "registered_model": ResourceResolver.registered_model,
+    "prompt": _typed("prompt", ResourceResolver.registered_model),
+    "artifact": artifact,
+    "source": source_owner,
+    "label_schema": _sub_object("label_schema"),
+    "dataset": lambda resolver, key: _first_linked(resolver, key),
+}
+# Id fields that name something of another type than the route's resource.
+FIELD_LOOKUPS: dict[str, Lookup] = {
+    "experiment_name": ResourceResolver.experiment_by_name,
+    "issue_id": _sub_object("issue"),
+    "schema_id": _sub_object("label_schema"),
+    "queue_id": _sub_object("review_queue"),
+}
+_VIA_EXPERIMENT = {"run", "logged_model", "trace", "dataset", "scorer", "experiment"}
+
+
+def _first_linked(resolver: ResourceResolver, dataset_id: str) -> dict[str, Any]:
+    linked = resolver.dataset_experiments(dataset_id)
+    if not linked:
+        raise ResourceNotFound(dataset_id)
+    return linked[0]
+
+
+def missing(kind: str, key: str) -> dict[str, Any]:
+    """Indistinguishable from a resource the caller may not see: no existence oracle."""
     return {
         "type": kind,
         "id": key,
@@ -219,143 +279,163 @@ def _missing(kind: str, key: str) -> dict[str, Any]:
     }
 
 
-MAX_NAMED_RESOURCES = 100
+def _look_up(lookup: Lookup | None, kind: str, resolver: ResourceResolver, key: str) -> dict:
+    if lookup is None:
+        return missing(kind, key)
+    try:
+        return lookup(resolver, key)
+    except ResourceNotFound:
+        return missing(kind, key)
+
+
+# ----------------------------------------------------------------------- resolution
 
 
 def resolve(
     spec: RouteSpec, params: Mapping[str, Any], resolver: ResourceResolver, subject_name: str
+) -> Resolved:
+    """The resources the policy decides on for one request."""
+    extra = _request_extras(spec, params, resolver)
+    resolved = _primary(spec, params, resolver, subject_name, extra)
+    resolved.also += _secondaries(spec, params, resolver)
+    return resolved
+
+
+def _request_extras(
+    spec: RouteSpec, params: Mapping[str, Any], resolver: ResourceResolver
 ) -> dict[str, Any]:
-    """The resource the policy decides on. A request naming several (a list of runs, the
-    experiments a dataset is linked to) gets the first as its resource and the others under
-    `"also"`: each must pass the same decision (the front door asks for each)."""
-    kind = spec.resource
-    if spec.listing:
-        parent = pick(params, spec.ids) if spec.ids else None
-        if parent is None:
-            return {"type": kind, "listing": True}
-        # A listing inside one named parent (the issues, schemas or queues of one experiment):
-        # everything it returns lives in that parent, so reading the parent is the question.
+    """What the request asks to write that the policy judges on any resource: policy tags,
+    a storage URI."""
+    extra: dict[str, Any] = {}
     new_tags = requested_tags(params)
+    if new_tags:
+        extra["new_tags"] = new_tags
     uri = next(
         (str(params[n]) for n in ("artifact_location", "source", "url") if params.get(n)), None
     )
-    extra: dict[str, Any] = {}
-    if new_tags:
-        extra["new_tags"] = new_tags
     if uri is not None:
         extra["uri"] = uri
         if spec.endpoint == "mlflow.experiments.create":
             check_new_artifact_location(resolver, uri)
+    return extra
+
+
+def _primary(
+    spec: RouteSpec,
+    params: Mapping[str, Any],
+    resolver: ResourceResolver,
+    subject_name: str,
+    extra: dict[str, Any],
+) -> Resolved:
+    kind = spec.resource
     composite = kind == "model_version"  # named by (name, version) together
-    linked_run = params.get("header:x-mlflow-run-id")
-    if spec.endpoint == "mlflow.otel.export_traces" and linked_run:
-        # traces exported into experiment E and linked to run R: R must be writable too
-        try:
-            extra["also"] = [resolver.run(str(linked_run))]
-        except ResourceNotFound:
-            extra["also"] = [_missing("run", str(linked_run))]
     many = named_list(params, spec.ids) if spec.ids and not composite else None
-    if many is not None and spec.listing:
-        raise AmbiguousRequest(f"{' / '.join(spec.ids)} name both one parent and a list")
+    if spec.listing:
+        # A listing inside one named parent (the issues, schemas or queues of one experiment)
+        # is a read of that parent; any other listing is narrowed per item (listings/).
+        parent = pick(params, spec.ids) if spec.ids else None
+        if parent is not None and many is not None:
+            raise AmbiguousRequest(f"{' / '.join(spec.ids)} name both one parent and a list")
+        if parent is None:
+            return Resolved({"type": kind, "listing": True, **extra})
     if many is not None:
-        return _resolve_each(kind, many, resolver, extra)
-    key = pick(params, spec.ids) if spec.ids and not composite else None
+        return _each(kind, many, resolver, extra)
+    if composite:
+        name, version = pick(params, ("name",)), pick(params, ("version",))
+        if name and version:
+            try:
+                return Resolved({**resolver.model_version(name, version), **extra})
+            except ResourceNotFound:
+                return Resolved({**missing(kind, f"{name}/{version}"), **extra})
+        if name:
+            return Resolved(
+                {
+                    **_look_up(LOOKUPS["registered_model"], kind, resolver, name),
+                    "type": kind,
+                    **extra,
+                }
+            )
+        return _new(kind, None, subject_name, extra)
+    key = pick(params, spec.ids) if spec.ids else None
+    if key is not None:
+        if kind == "dataset":
+            return _dataset(spec, resolver, key, extra)
+        lookup = FIELD_LOOKUPS.get(spec.ids[0]) or LOOKUPS.get(kind)
+        return Resolved({**_look_up(lookup, kind, resolver, key), **extra})
+    if kind in _VIA_EXPERIMENT and (experiment_id := pick(params, ("experiment_id",))):
+        found = _look_up(LOOKUPS["experiment"], kind, resolver, experiment_id)
+        return Resolved({**found, "type": kind, "id": None, **extra})
+    if spec.ids:
+        # The route names its resource but the request does not say which: fail closed, as
+        # for a missing resource.
+        return Resolved({**missing(kind, ""), **extra})
+    return _new(kind, None, subject_name, extra)
+
+
+def _new(kind: str, key: str | None, subject_name: str, extra: dict[str, Any]) -> Resolved:
+    """Something new (or server-wide): described by what the request asks for."""
+    new_tags = extra.get("new_tags", {})
+    return Resolved(
+        {
+            "type": kind,
+            "id": key,
+            "project": new_tags.get(PROJECT_TAG),
+            "classification": new_tags.get(CLASSIFICATION_TAG),
+            "owner": subject_name,
+            "tags": {},
+            "creating": key is None,
+            **extra,
+        }
+    )
+
+
+def _dataset(
+    spec: RouteSpec, resolver: ResourceResolver, key: str, extra: dict[str, Any]
+) -> Resolved:
+    """Read through any experiment a dataset is linked to (as its listing shows it); changed
+    only with the right on every one (a change reaches them all)."""
     try:
-        if composite:
-            name = pick(params, ("name",))
-            version = pick(params, ("version",))
-            if name and version:
-                return {**resolver.model_version(name, version), **extra}
-            if name:
-                return {**resolver.registered_model(name), "type": kind, **extra}
-        elif kind == "artifact" and key is not None:
-            return {**_artifact(resolver, key), **extra}
-        elif key is not None and spec.ids[0] in _SUB_OBJECTS:
-            return {**resolver.experiment_of(_SUB_OBJECTS[spec.ids[0]], key), **extra}
-        elif key is not None and kind == "dataset":
-            linked = resolver.dataset_experiments(key)
-            if linked:
-                # Read through any experiment it is linked to (as its listing shows it);
-                # change only with the right on every one (a change reaches them all).
-                others = {"any_of": linked[1:]} if spec.access == "read" else _also(linked[1:])
-                return {**linked[0], **extra, **(others if linked[1:] else {})}
-        elif key is not None and kind in _LOOKUPS:
-            return {**_LOOKUPS[kind](resolver, key), **extra}
-        elif kind in _VIA_EXPERIMENT and (experiment_id := pick(params, ("experiment_id",))):
-            return {**resolver.experiment(experiment_id), "type": kind, "id": key, **extra}
+        linked = resolver.dataset_experiments(key)
     except ResourceNotFound:
-        return {**_missing(kind, key or ""), **extra}
-    if spec.ids and not composite:
-        # The route names its resource but we could not find or read which one (a header,
-        # a nested field, an id of another kind): fail closed, as for a missing resource.
-        return {**_missing(kind, key or ""), **extra}
-    # Something new (or server-wide): described by what the request asks for.
-    return {
-        "type": kind,
-        "id": key,
-        "project": new_tags.get(PROJECT_TAG),
-        "classification": new_tags.get(CLASSIFICATION_TAG),
-        "owner": subject_name,
-        "tags": {},
-        "creating": key is None,
-        **extra,
-    }
+        linked = []
+    if not linked:
+        return Resolved({**missing("dataset", key), **extra})
+    first, others = {**linked[0], **extra}, linked[1:]
+    if spec.access == "read":
+        return Resolved(first, any_of=others)
+    return Resolved(first, also=[(other, None) for other in others])
 
 
-def named_list(params: Mapping[str, Any], names: tuple[str, ...]) -> list[str] | None:
-    """The ids of a list-valued parameter (`experiment_ids`, `locations[].x.y`), or None when
-    the request names its resource by a single value."""
-    found: list[Any] | None = None
-    for name in names:
-        if name.startswith("header:"):
-            continue
-        head, marker, rest = name.partition("[]")
-        values = _values(params, head)
-        lists = [v for v in values if isinstance(v, list)]
-        if not lists:
-            continue
-        if found is not None or len(lists) > 1:
-            raise AmbiguousRequest(f"{' / '.join(names)} name different resources")
-        items = lists[0]
-        if marker and rest:
-            items = [v for item in items if isinstance(item, dict) for v in _values(item, rest[1:])]
-        found = items
-    if found is None:
-        return None
-    ids = [str(v) for v in found if v not in (None, "") and not isinstance(v, dict | list)]
-    if len(ids) != len(found):
-        raise AmbiguousRequest(f"{names[0]} holds something other than ids")
-    if len(set(ids)) > MAX_NAMED_RESOURCES:
-        raise AmbiguousRequest(f"{names[0]} names more than {MAX_NAMED_RESOURCES} resources")
-    return list(dict.fromkeys(ids))
-
-
-def _resolve_each(
-    kind: str, ids: list[str], resolver: ResourceResolver, extra: dict[str, Any]
-) -> dict[str, Any]:
+def _each(kind: str, ids: list[str], resolver: ResourceResolver, extra: dict[str, Any]) -> Resolved:
     if not ids:  # an empty list names nothing: judged as the bare resource type
-        return {**_missing(kind, ""), **extra}
-    lookup = _LOOKUPS.get(kind)
-    resources = []
-    for item in ids:
-        try:
-            resources.append(lookup(resolver, item) if lookup else _missing(kind, item))
-        except ResourceNotFound:
-            resources.append(_missing(kind, item))
-    return {**resources[0], **extra, **_also(resources[1:])}
+        return Resolved({**missing(kind, ""), **extra})
+    lookup = LOOKUPS.get(kind)
+    resources = [_look_up(lookup, kind, resolver, item) for item in ids]
+    return Resolved({**resources[0], **extra}, also=[(r, None) for r in resources[1:]])
 
 
-def _also(others: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"also": others} if others else {}
+def _secondaries(
+    spec: RouteSpec, params: Mapping[str, Any], resolver: ResourceResolver
+) -> list[tuple[dict[str, Any], str | None]]:
+    found: list[tuple[dict[str, Any], str | None]] = []
+    for named in secondary(spec.endpoint):
+        named_values = [
+            v
+            for value in values_at(params, named.field)
+            for v in (value if isinstance(value, list) else [value])
+        ]
+        values = [str(v) for v in named_values if _scalar(v)]
+        for value in _bounded(named.field, values):
+            resource = _secondary(named, resolver, value)
+            if resource is not None:
+                found.append(({**resource, "named_by": named.field}, named.access))
+    return found
 
 
-_SUB_OBJECTS = {"issue_id": "issue", "schema_id": "label_schema", "queue_id": "review_queue"}
-_LOOKUPS = {
-    "experiment": ResourceResolver.experiment,
-    "run": ResourceResolver.run,
-    "logged_model": ResourceResolver.logged_model,
-    "trace": ResourceResolver.trace,
-    "registered_model": ResourceResolver.registered_model,
-    "prompt": ResourceResolver.registered_model,
-}
-_VIA_EXPERIMENT = {"run", "logged_model", "trace", "dataset", "scorer", "experiment"}
+def _secondary(named: NamedId, resolver: ResourceResolver, value: str) -> dict | None:
+    try:
+        return LOOKUPS[named.kind](resolver, value)
+    except ResourceNotFound:
+        if named.may_be_new or named.kind == "source":
+            return None  # nothing exists to act on (a new trace; a URI owned by no one)
+        return missing(named.kind, value)

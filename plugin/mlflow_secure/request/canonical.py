@@ -1,0 +1,232 @@
+"""One canonical reading of an MLflow request, and the request MLflow receives rebuilt from it.
+
+What is judged is what runs: the front door reads a request's parameters once, exactly as the
+census says MLflow's handler for that route reads them, and then replaces the query string and
+the JSON body MLflow will see with a re-encoding of that one reading. Whatever MLflow's parser
+would have made of the original bytes (a double-encoded body, a camelCase alias, a parameter in
+the query of a route that reads the body, a repeated query parameter, odd percent-encoding),
+MLflow now parses the canonical bytes, which say exactly what resolution, the policy,
+narrowing, authorship and the audit event saw.
+
+How each census parse mode is read (MLflow's own helpers in mlflow/server/handlers.py):
+  proto          `_get_request_message`: a GET with a query string reads the query, by proto
+                 field name only, repeated fields as lists; anything else reads the JSON body
+                 (`_get_normalized_request_json`: decoded a second time when it is a JSON
+                 string), where `parse_dict` accepts proto and JSON names at every level: JSON
+                 names are folded to proto names (messages.py).
+  query_or_json  `_get_validated_flask_request_json`: as proto, literal names, no folding.
+  json           the JSON body (decoded the same way), literal names. A GET has no body here
+                 (refused), so its query is read: GraphQL's narrower rebuilds it as a body.
+  query          `request.args` only; the body (an artefact's bytes) is never read here.
+  fastapi        FastAPI binding: path, query and JSON body fields by name; a name in both the
+                 query and the body is ambiguous. A non-JSON body (OTLP protobuf) is left as is.
+  none           path variables only; the query is re-encoded as parsed.
+
+Refused with 400 (nothing reaches MLflow): a body that is not a JSON object, duplicate keys,
+both spellings of one field, a repeated query parameter that is not a list, a query parameter
+naming a field on a route that reads the body (or a body on one that reads the query), a
+compressed JSON body, and a path variable the request contradicts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+from mlflow_secure.request import messages
+from mlflow_secure.request.census import RouteSpec
+
+JsonObject = dict[str, Any]
+
+
+class AmbiguousRequest(ValueError):
+    """Answered with 400; the message names the parameter, never its value."""
+
+
+class BadRequest(ValueError):
+    """A request this layer refuses outright (400, the message as it is)."""
+
+
+# Query parameters read as lists by handlers without a proto message to say so: repeated proto
+# fields outside any message we know, and get-history-bulk's `run_id` (`request.args.getlist`).
+LIST_PARAMS = frozenset(
+    {
+        "experiment_ids",
+        "run_ids",
+        "trace_ids",
+        "scorer_ids",
+        "item_ids",
+        "schema_ids",
+        "dataset_record_ids",
+        "metric_keys",
+        "order_by",
+    }
+)
+LIST_PARAMS_BY_ENDPOINT = {"mlflow.metrics.get_history_bulk": frozenset({"run_id"})}
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_BODY_MODES = frozenset({"proto", "query_or_json", "json"})
+
+
+@dataclass
+class CanonicalRequest:
+    """The one reading of a request that every later step uses."""
+
+    params: JsonObject  # what the handler reads, path variables and id headers included
+    query: bytes  # the query string MLflow receives
+    body: bytes | None = None  # the body MLflow receives (None: the original, unread)
+    payload: JsonObject | None = None  # the JSON object `body` encodes (None: no JSON body)
+    source: str = "none"  # where the handler reads its parameters: query, body, both, none
+    path_params: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_payload(self, payload: JsonObject) -> CanonicalRequest:
+        """The same request with a new JSON body (a stamped author, a default project)."""
+        params = {k: v for k, v in self.params.items() if k not in (self.payload or {})}
+        params.update({k: v for k, v in payload.items() if ":" not in str(k)})
+        _merge_path(params, self.path_params)
+        return CanonicalRequest(
+            params=params,
+            query=self.query,
+            body=encode_json(payload),
+            payload=payload,
+            source=self.source,
+            path_params=self.path_params,
+        )
+
+
+def encode_json(payload: JsonObject) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def encode_query(pairs: list[tuple[str, str]]) -> bytes:
+    """Percent-encode every byte that is not unreserved: Werkzeug and Starlette decode it back
+    to exactly these strings."""
+    return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs).encode("ascii")
+
+
+def list_params(spec: RouteSpec | None, message: type | None = None) -> frozenset[str]:
+    lists = LIST_PARAMS | messages.repeated_fields(message)
+    if spec is not None:
+        lists |= LIST_PARAMS_BY_ENDPOINT.get(spec.endpoint, frozenset())
+    return lists
+
+
+def reads_body(spec: RouteSpec, method: str, has_query: bool, content_type: str | None) -> bool:
+    """Whether the handler reads a JSON body (so the front door must buffer and rebuild it)."""
+    if spec.parse in _BODY_MODES:
+        return method not in _READ_METHODS
+    if spec.parse == "fastapi":
+        return method not in _READ_METHODS and _is_json(content_type)
+    return False
+
+
+def _is_json(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() == "application/json"
+
+
+def parse_query(query: bytes, lists: frozenset[str]) -> tuple[JsonObject, list[tuple[str, str]]]:
+    """Query parameters by name (lists where the handler reads a list) and the pairs in order."""
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    params: JsonObject = {}
+    for name, value in pairs:
+        if name in lists:
+            params.setdefault(name, []).append(value)
+        elif name in params:
+            raise AmbiguousRequest(f"query parameter {name!r} is given more than once")
+        else:
+            params[name] = value
+    return params, pairs
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> JsonObject:
+    result: JsonObject = {}
+    for name, value in pairs:
+        if name in result:
+            raise AmbiguousRequest(f"field {name!r} appears more than once in the body")
+        result[name] = value
+    return result
+
+
+def decode_json_body(body: bytes) -> JsonObject:
+    """The JSON object MLflow's `_get_normalized_request_json` hands the parser: an empty body
+    is {}, a JSON string is decoded a second time. Anything else that is not an object is
+    refused (MLflow would quietly read it as an empty request)."""
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body, object_pairs_hook=_no_duplicates)
+        if isinstance(data, str):
+            data = json.loads(data, object_pairs_hook=_no_duplicates)
+    except AmbiguousRequest:
+        raise
+    except ValueError:
+        raise BadRequest("The request body is not valid JSON.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return data
+
+
+def _merge_path(params: JsonObject, path_params: Mapping[str, Any]) -> None:
+    for name, value in path_params.items():
+        if name in params and str(params[name]) != str(value):
+            raise AmbiguousRequest(f"{name!r} in the URL contradicts the request")
+        params[name] = value
+
+
+def read(
+    spec: RouteSpec,
+    key: tuple[str, str] | None,
+    method: str,
+    query: bytes,
+    body: bytes | None,
+    path_params: Mapping[str, Any],
+    content_encoding: str | None = None,
+) -> CanonicalRequest:
+    """Read the request once, as the handler for `spec` will. `body` is None when the front
+    door did not buffer it (`reads_body` said the handler does not read it as JSON)."""
+    message = messages.message_for(key) if key is not None and spec.parse == "proto" else None
+    lists = list_params(spec, message)
+    query_params, pairs = parse_query(query, lists)
+    canonical_query = encode_query(pairs)
+    if body is not None and (content_encoding or "identity").lower() != "identity":
+        raise BadRequest("A compressed JSON body is not accepted here; send it uncompressed.")
+    payload: JsonObject | None = None
+    if body is not None:
+        payload = decode_json_body(body)
+        if message is not None:
+            try:
+                payload = messages.fold_json_names(payload, message.DESCRIPTOR)
+            except messages.AliasConflict as exc:
+                raise AmbiguousRequest(str(exc)) from None
+
+    if spec.parse in _BODY_MODES and payload is not None:
+        # The handler reads the body; a field in the query would be a second, unread value.
+        named = messages.field_names(message) | set(spec.ids) | set(payload)
+        stray = sorted(n for n in query_params if n in named or n.split(".")[0] in named)
+        if stray:
+            raise AmbiguousRequest(
+                f"{stray[0]!r} is read from the JSON body for this endpoint, not the query"
+            )
+        params, source = dict(payload), "body"
+    elif spec.parse == "fastapi" and payload is not None:
+        both = sorted(set(query_params) & set(payload))
+        if both:
+            raise AmbiguousRequest(f"{both[0]!r} is given in both the query and the body")
+        params, source = {**query_params, **payload}, "both"
+    elif spec.parse == "none":
+        params, source = {}, "none"
+    else:
+        params, source = dict(query_params), "query"
+    _merge_path(params, path_params)
+    return CanonicalRequest(
+        params=params,
+        query=canonical_query,
+        body=encode_json(payload) if payload is not None else None,
+        payload=payload,
+        source=source,
+        path_params=path_params,
+    )

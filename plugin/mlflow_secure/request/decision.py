@@ -1,0 +1,158 @@
+"""Step 5 of the request path: ask the policy, and turn a refusal into the answer a client
+understands.
+
+A refusal of a resource the caller may not even read, and a request for one that does not
+exist, get the same answer, MLflow's own 404 RESOURCE_DOES_NOT_EXIST: clients build on it
+(`mlflow.set_experiment("new")` looks the name up and creates the experiment on a 404), and an
+unreadable resource must not be told apart from a missing one. A caller who may read the
+resource but not do this to it gets 403 with the policy's reasons, which say how to fix it.
+The reasons always go to the audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from mlflow_secure.errors import ErrorResponse, unavailable
+from mlflow_secure.identity.subject import Subject
+from mlflow_secure.policy.client import Decision, PolicyUnavailable
+from mlflow_secure.request.actions import Action
+from mlflow_secure.request.trail import RequestFacts
+
+_logger = logging.getLogger("mlflow_secure.request.front_door")
+
+POLICY_DOWN = unavailable(
+    "The policy engine is unavailable; requests are refused until it answers."
+)
+DEFAULT_EXPERIMENT_ID = "0"
+_NOUNS = {
+    "experiment": "Experiment",
+    "run": "Run",
+    "logged_model": "Logged model",
+    "trace": "Trace",
+    "dataset": "Dataset",
+    "registered_model": "Registered model",
+    "prompt": "Prompt",
+    "model_version": "Model version",
+    "artifact": "Artifact",
+    "scorer": "Scorer",
+}
+
+
+def policy_input(
+    subject: Subject,
+    action: Action,
+    resource: dict[str, Any],
+    facts: RequestFacts,
+    access: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "subject": subject.policy_input(),
+        "action": {
+            "endpoint": action.endpoint,
+            "access": access or action.access,
+            "method": facts.method,
+        },
+        "resource": resource,
+        "request": facts.policy_input(),
+    }
+
+
+def new_decision_id() -> str:
+    return uuid.uuid4().hex
+
+
+def hides(resource: dict[str, Any]) -> bool:
+    """Whether a refusal of this resource must look like a missing one (it names one)."""
+    return (
+        resource.get("type") in _NOUNS
+        and bool(resource.get("id"))
+        and not resource.get("creating")
+        and not resource.get("listing")
+    )
+
+
+def in_default_experiment(resource: dict[str, Any]) -> bool:
+    return str(resource.get("experiment_id", "")) == DEFAULT_EXPERIMENT_ID
+
+
+def not_found(resource: dict[str, Any], decision_id: str) -> ErrorResponse:
+    noun = _NOUNS.get(str(resource.get("type")), "Resource")
+    return ErrorResponse(
+        404,
+        f"{noun} '{resource.get('id')}' does not exist.",
+        error_code="RESOURCE_DOES_NOT_EXIST",
+        extra={"decision_id": decision_id},
+    )
+
+
+def default_experiment_refusal(decision_id: str, reasons: list[str]) -> ErrorResponse:
+    return ErrorResponse(
+        403,
+        "The Default experiment (id 0) belongs to no project, so only administrators may use "
+        "it. Choose an experiment of your project before logging: "
+        'mlflow.set_experiment("my-experiment").',
+        extra={"decision_id": decision_id, "reasons": reasons},
+    )
+
+
+def log_denial(decision_id: str | None, subject: Subject, action: Action, answer: Any) -> None:
+    _logger.info(
+        "denied decision_id=%s subject=%s endpoint=%s reasons=%s",
+        decision_id,
+        subject.name,
+        action.endpoint,
+        list(answer.reasons),
+    )
+
+
+def denial(decision: Decision, subject: Subject, action: Action, decision_id: str) -> ErrorResponse:
+    reasons = list(decision.reasons) or ["no policy rule allows this request"]
+    return ErrorResponse(
+        403,
+        "Permission denied: " + "; ".join(reasons),
+        extra={"decision_id": decision_id, "reasons": reasons},
+    )
+
+
+def _cached(config: Any, policy_input: dict[str, Any]) -> tuple[str | None, Any]:
+    """The cache key of a decision (None: not cached) and the decision cached under it."""
+    cache = config.decisions
+    key = cache.key(policy_input, config.engine.revision) if cache is not None else None
+    return key, (cache.get(key) if key is not None else None)
+
+
+async def decide(config: Any, policy_input: dict[str, Any]) -> Any:
+    """The decision, or the PolicyUnavailable that refuses the request (never cached)."""
+    key, decision = _cached(config, policy_input)
+    if decision is None:
+        try:
+            decision = await config.engine.client.decide(policy_input)
+        except PolicyUnavailable as exc:
+            return exc
+        if key is not None:
+            config.decisions.put(key, decision)
+    return decision
+
+
+def decide_sync(config: Any, policy_input: dict[str, Any]) -> Any:
+    key, decision = _cached(config, policy_input)
+    if decision is None:
+        try:
+            decision = config.engine.client.decide_sync(policy_input)
+        except PolicyUnavailable as exc:
+            return exc
+        if key is not None:
+            config.decisions.put(key, decision)
+    return decision
+
+
+async def decide_each(config: Any, inputs: list[dict[str, Any]]) -> list[Any]:
+    return list(await asyncio.gather(*(decide(config, i) for i in inputs)))
+
+
+def decide_each_sync(config: Any, inputs: list[dict[str, Any]]) -> list[Any]:
+    return [decide_sync(config, i) for i in inputs]
