@@ -103,10 +103,12 @@ def test_a_double_encoded_body_is_judged_as_mlflow_reads_it(world, prefix):
     assert tags_of(actors["alice"], ids["fraud"])[f"note{prefix[1]}"] == "v"
 
 
-def test_camel_case_aliases_are_the_names_mlflow_reads(world):
+@pytest.mark.parametrize("prefix", ["/api", "/ajax-api"])
+def test_camel_case_aliases_are_the_names_mlflow_reads(world, prefix):
     _, actors, ids = world
     body = {"runId": ids["fraud_run"], "key": "m", "value": 1.0, "timestamp": 1}
-    assert_hidden(actors["bob"].call("POST", "/2.0/mlflow/runs/log-metric", json=body))
+    logged = actors["bob"].call("POST", "/2.0/mlflow/runs/log-metric", prefix=prefix, json=body)
+    assert_hidden(logged)
     both = {"run_id": ids["churn_run"], "runId": ids["fraud_run"], "key": "m", "value": 1.0}
     refused = actors["bob"].call(
         "POST", "/2.0/mlflow/runs/log-metric", json={**both, "timestamp": 1}
@@ -128,7 +130,8 @@ def test_a_query_parsed_route_is_decided_on_its_query(world):
     assert "planted.txt" not in listed.text
 
 
-def test_a_model_version_cannot_point_at_another_teams_run_or_model(world):
+@pytest.mark.parametrize("prefix", ["/api", "/ajax-api"])
+def test_a_model_version_cannot_point_at_another_teams_run_or_model(world, prefix):
     _, actors, ids = world
     bob = actors["bob"]
     attempts = [
@@ -138,7 +141,7 @@ def test_a_model_version_cannot_point_at_another_teams_run_or_model(world):
         {"name": "bobs", "source": "s3://b/x", "model_id": ids["fraud_model"]},
     ]
     for body in attempts:
-        response = bob.call("POST", "/2.0/mlflow/model-versions/create", json=body)
+        response = bob.call("POST", "/2.0/mlflow/model-versions/create", prefix=prefix, json=body)
         assert_hidden(response)
     listed = bob.call("GET", "/2.0/mlflow/registered-models/get?name=bobs").json()
     assert "latest_versions" not in listed["registered_model"]
@@ -372,3 +375,51 @@ def test_the_ui_asks_who_is_signed_in(world):
         assert me.status_code == 200, me.text
         assert me.json()["user"]["username"] == name
         assert me.json()["user"]["is_admin"] is (name == "admin")
+
+
+def test_a_header_naming_a_resource_twice_is_refused(world):
+    """MLflow reads the first `x-mlflow-experiment-id`; a decision on another copy of it
+    would be a decision on a decoy."""
+    server, actors, ids = world
+    payload = json.dumps({"resourceSpans": []})
+    for name, theirs, mine in (
+        ("x-mlflow-experiment-id", ids["fraud"], ids["churn"]),
+        ("x-mlflow-run-id", ids["fraud_run"], ids["churn_run"]),
+    ):
+        headers = [
+            ("Authorization", f"Bearer {actors['bob'].key}"),
+            ("Content-Type", "application/json"),
+            ("x-mlflow-experiment-id", ids["churn"]) if name != "x-mlflow-experiment-id" else (),
+            (name, theirs),
+            (name, mine),
+        ]
+        response = httpx.post(
+            server.url + "/v1/traces", content=payload, headers=[h for h in headers if h]
+        )
+        assert response.status_code == 400, response.text
+
+
+def test_refusals_word_what_was_asked_not_what_was_found(world):
+    _, actors, ids = world
+    bob = actors["bob"]
+    named = bob.call("GET", "/2.0/mlflow/experiments/get-by-name?experiment_name=fraud-exp")
+    absent = bob.call("GET", "/2.0/mlflow/experiments/get-by-name?experiment_name=no-such")
+    assert_hidden(named)
+    assert_hidden(absent)
+    assert ids["fraud"] not in named.json()["message"].replace("fraud-exp", "")
+    assert named.json()["message"].replace("fraud-exp", "X") == absent.json()["message"].replace(
+        "no-such", "X"
+    )
+    created = actors["alice"].call(
+        "POST",
+        "/2.0/mlflow/registered-models/create",
+        json={
+            "name": "fraud-registered",
+            "tags": [{"key": "mlflow.secure.project", "value": "fraud"}],
+        },
+    )
+    assert created.status_code == 200, created.text
+    theirs = {"name": "bobs", "source": "models:/fraud-registered/1"}
+    nothing = {"name": "bobs", "source": "models:/no-such-model/1"}
+    assert_hidden(bob.call("POST", "/2.0/mlflow/model-versions/create", json=theirs))
+    assert_hidden(bob.call("POST", "/2.0/mlflow/model-versions/create", json=nothing))

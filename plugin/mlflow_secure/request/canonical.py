@@ -118,12 +118,18 @@ def reads_body(spec: RouteSpec, method: str, has_query: bool, content_type: str 
     if spec.parse in _BODY_MODES:
         return method not in _READ_METHODS
     if spec.parse == "fastapi":
-        return method not in _READ_METHODS and _is_json(content_type)
+        return method not in _READ_METHODS and fastapi_reads_json(content_type)
     return False
 
 
-def _is_json(content_type: str | None) -> bool:
-    return (content_type or "").split(";")[0].strip().lower() == "application/json"
+def fastapi_reads_json(content_type: str | None) -> bool:
+    """FastAPI parses a body as JSON when the content type is absent, `application/json` or
+    any `application/*+json`; otherwise its handlers get the bytes (OTLP protobuf)."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if not media:
+        return True
+    main, _, sub = media.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
 def parse_query(query: bytes, lists: frozenset[str]) -> tuple[JsonObject, list[tuple[str, str]]]:

@@ -79,11 +79,15 @@ def in_default_experiment(resource: dict[str, Any]) -> bool:
     return str(resource.get("experiment_id", "")) == DEFAULT_EXPERIMENT_ID
 
 
-def not_found(resource: dict[str, Any], decision_id: str) -> ErrorResponse:
+def not_found(
+    resource: dict[str, Any], decision_id: str, asked: str | None = None
+) -> ErrorResponse:
+    """Worded from what the request said (`asked`: a name it looked up), never from what the
+    server found: an unreadable resource must read exactly like a missing one."""
     noun = _NOUNS.get(str(resource.get("type")), "Resource")
     return ErrorResponse(
         404,
-        f"{noun} '{resource.get('id')}' does not exist.",
+        f"{noun} '{asked or resource.get('id')}' does not exist.",
         error_code="RESOURCE_DOES_NOT_EXIST",
         extra={"decision_id": decision_id},
     )

@@ -169,6 +169,10 @@ class Pipeline:
             request = self._placed(trail, request)
             # Names the front door sets itself: a client key spelt like one is not one.
             params = {k: v for k, v in request.params.items() if ":" not in str(k)}
+            names = [name for name, _ in facts.id_headers]
+            if len(names) != len(set(names)):
+                # MLflow reads the first, a list reader the last: one value or none
+                raise AmbiguousRequest("a header naming a resource is given more than once")
             params.update({f"header:{name}": value for name, value in facts.id_headers})
             request.params = params
             if self.stamps(trail) and body is not None:
@@ -239,6 +243,7 @@ class Pipeline:
             refusal = ErrorResponse(400, f"{exc}.")
             return trail.refuse(refusal, "deny", refusal.message)
         resource = resolved.resource
+        trail.asked = resolved.asked
         if action.spec.listing:
             # Whether the results will be narrowed per item (listings/): the policy must know.
             resource["filtered"] = listings.narrows(action.endpoint)
@@ -322,13 +327,14 @@ class Pipeline:
             return policy_down(trail, readable)
         decision_id = trail.decision_id
         if decision.hides(resource) and not visible:
+            asked = trail.asked if resource is trail.resource else None
             if resource.get("missing"):
-                return decision.not_found(resource, decision_id)
+                return decision.not_found(resource, decision_id, asked)
             if decision.in_default_experiment(resource):
                 return decision.default_experiment_refusal(decision_id, list(answer.reasons))
             refused_read = (access or trail.action.access) == "read"
             if refused_read or (readable is not None and not readable.allow):
-                return decision.not_found(resource, decision_id)
+                return decision.not_found(resource, decision_id, asked)
         return decision.denial(answer, trail.subject, trail.action, decision_id)
 
     def after_allowed(self, trail: Trail) -> None:

@@ -30,6 +30,10 @@ from mlflow_secure.request.named_ids import NamedId, secondary
 __all__ = ["AmbiguousRequest", "BadRequest", "Resolved", "check_artifact_path", "resolve"]
 
 MAX_NAMED_RESOURCES = 100
+# MLflow's source of every prompt version (mlflow.prompt.constants): names no location.
+PROMPT_SOURCE = "prompt-template"
+# URI schemes that name a resource of this server: a missing one is refused as missing.
+_NAMING_SCHEMES = frozenset({"runs", "models", "prompts"})
 POLICY_TAG_PREFIX = "mlflow.secure."
 Lookup = Callable[[ResourceResolver, str], dict[str, Any]]
 
@@ -42,6 +46,7 @@ class Resolved:
     resource: dict[str, Any]
     also: list[tuple[dict[str, Any], str | None]] = field(default_factory=list)
     any_of: list[dict[str, Any]] = field(default_factory=list)
+    asked: str | None = None  # the resource's key as the request spelt it
 
 
 # ----------------------------------------------------------------------- reading parameters
@@ -297,7 +302,11 @@ def resolve(
     """The resources the policy decides on for one request."""
     extra = _request_extras(spec, params, resolver)
     resolved = _primary(spec, params, resolver, subject_name, extra)
+    if resolved.resource.get("is_prompt") and extra.get("uri") == PROMPT_SOURCE:
+        del resolved.resource["uri"]  # a prompt version's placeholder, not a location
     resolved.also += _secondaries(spec, params, resolver)
+    if spec.ids and spec.resource != "model_version" and named_list(params, spec.ids) is None:
+        resolved.asked = pick(params, spec.ids)
     return resolved
 
 
@@ -436,6 +445,26 @@ def _secondary(named: NamedId, resolver: ResourceResolver, value: str) -> dict |
     try:
         return LOOKUPS[named.kind](resolver, value)
     except ResourceNotFound:
-        if named.may_be_new or named.kind == "source":
-            return None  # nothing exists to act on (a new trace; a URI owned by no one)
+        if named.may_be_new:
+            return None  # nothing exists to act on (a new trace)
+        if named.kind == "source":
+            named_thing = source_key(value)
+            # a storage URI owned by no experiment is left to the URI rules; a missing run or
+            # model reads exactly like one the caller may not see
+            return missing(*named_thing) if named_thing else None
         return missing(named.kind, value)
+
+
+def source_key(uri: str) -> tuple[str, str] | None:
+    """(resource type, key) an artefact URI names by a scheme of this server, else None."""
+    scheme, _, rest = uri.partition(":")
+    parts = [p for p in rest.split("/") if p]
+    if scheme.lower() not in _NAMING_SCHEMES or not parts:
+        return None
+    if scheme.lower() == "runs":
+        return "run", parts[0]
+    if scheme.lower() == "prompts":
+        return "prompt", parts[0].split("@", 1)[0]
+    if parts[0].startswith("m-"):
+        return "logged_model", parts[0]
+    return "model_version", parts[0].split("@", 1)[0]

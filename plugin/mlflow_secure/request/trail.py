@@ -59,6 +59,7 @@ class Trail:
     # The one reading of an MLflow request (canonical.py) that every later step uses.
     canonical: CanonicalRequest | None = None
     resource: dict[str, Any] | None = None
+    asked: str | None = None  # the resource's key as the request spelt it (a name, an id)
     decision: str = "allow"
     reasons: tuple[str, ...] = ()
     decision_id: str | None = None

@@ -34,7 +34,8 @@ def readable_experiments(listing: ListingRequest, requested: Any) -> list[str] |
 
 
 def _json_body_with(params: Mapping[str, Any], names: tuple[str, ...], ids: list[str]) -> bytes:
-    body = {k: v for k, v in params.items() if k not in names}
+    # ids the front door set itself (`header:...`) are not the client's to send on
+    body = {k: v for k, v in params.items() if k not in names and ":" not in k}
     body[names[0]] = ids
     return json.dumps(body).encode()
 
@@ -63,7 +64,7 @@ def search_in_query(listing: ListingRequest) -> Rewrite | JsonReply | None:
 
 
 def _query_with(params: Mapping[str, Any], name: str, values: list[str]) -> bytes:
-    rebuilt = {k: v for k, v in params.items() if k != name}
+    rebuilt = {k: v for k, v in params.items() if k != name and ":" not in k}
     rebuilt[name] = values
     return urlencode(rebuilt, doseq=True).encode("latin-1")
 
@@ -86,7 +87,7 @@ def search_trace_locations(listing: ListingRequest) -> Rewrite | JsonReply | Non
     ]
     if not kept:
         return EMPTY_PAGE
-    body = {k: v for k, v in listing.params.items() if k != "locations"}
+    body = {k: v for k, v in listing.params.items() if k != "locations" and ":" not in k}
     body["locations"] = kept
     return Rewrite(body=json.dumps(body).encode())
 
