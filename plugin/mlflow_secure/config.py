@@ -226,7 +226,8 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_positive_int,
         10,
         "Failed authentications from one client address, or for one account's password, "
-        "within the failure window before further attempts are refused with 429.",
+        "within the failure window before further attempts are refused with 429 — a locked "
+        "account's correct password too.",
     ),
     Setting(
         "auth_failure_window",
@@ -240,7 +241,10 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Comma-separated addresses or CIDRs of reverse proxies whose `X-Forwarded-For` / "
         "`Forwarded` headers name the client. Unset: headers ignored, the peer address is "
-        "the client.",
+        "the client. The HTTP server's own proxy handling (uvicorn's and gunicorn's "
+        "forwarded-allow list, waitress's header clearing) is set from it; a "
+        "`FORWARDED_ALLOW_IPS`, `--forwarded-allow-ips` or `--trusted-proxy` that disagrees "
+        "refuses start-up ([operations](operations.md#client-addresses)).",
     ),
     Setting(
         "audit_log_file",

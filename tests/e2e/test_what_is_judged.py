@@ -330,6 +330,8 @@ with mlflow.start_run() as run:
     mlflow.log_metric("loss", 0.25)
     info = mlflow.pyfunc.log_model(name="model", python_model=Echo())
 version = mlflow.register_model(info.model_uri, "first-model")
+prompt = mlflow.genai.register_prompt(name="greeting", template="Hello {{name}}")
+assert mlflow.genai.load_prompt("prompts:/greeting/1").template == "Hello {{name}}"
 found = mlflow.get_experiment_by_name("first-steps")
 print("OK", found.experiment_id, run.info.run_id, version.version)
 """

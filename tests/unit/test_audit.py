@@ -28,7 +28,6 @@ from flask import Flask
 from sqlalchemy import Engine, inspect, text, update
 
 from mlflow_secure.audit import api as audit_api
-from mlflow_secure.cli import audit as audit_cli
 from mlflow_secure.audit import store
 from mlflow_secure.audit.events import (
     EVENT_FIELDS,
@@ -46,6 +45,7 @@ from mlflow_secure.audit.events import (
 )
 from mlflow_secure.audit.log import AuditLog, open_audit_log
 from mlflow_secure.audit.verify import verify_database, verify_file
+from mlflow_secure.cli import audit as audit_cli
 from mlflow_secure.identity import api_keys
 from mlflow_secure.identity import store as identity_store
 
@@ -146,7 +146,7 @@ def test_migration_creates_prefixed_tables_with_own_version_table(engine: Engine
     with engine.connect() as connection:
         assert store.read_head(connection) == (0, GENESIS_HASH)
         version = connection.execute(text("SELECT version_num FROM mls_audit_alembic_version"))
-        assert version.scalar() == "0001"
+        assert version.scalar() == "0002"
 
 
 def test_open_audit_log_migrates_once_and_writes(tmp_path: Path) -> None:

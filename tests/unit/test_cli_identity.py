@@ -7,7 +7,9 @@ records the Authorization header so credential handling can be checked.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -25,9 +27,12 @@ from mlflow.server import get_app_client
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from mlflow_secure import __version__
 from mlflow_secure.admin.api import register_admin_api
 from mlflow_secure.admin.client import SecureAdminClient
 from mlflow_secure.cli.identity import register
+from mlflow_secure.cli.transport import AdminApiError, HttpTransport
+from mlflow_secure.client import context
 from mlflow_secure.identity import api_keys, passwords, store
 from mlflow_secure.identity.store import migrate, open_engine, session_factory
 from mlflow_secure.identity.subject import Subject, bind_subject, unbind_subject
@@ -43,10 +48,21 @@ class QuietHandler(WSGIRequestHandler):
 
 
 @dataclass
+class Seen:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+
+
+@dataclass
 class Server:
     url: str
     sessions: sessionmaker[Session]
     authorizations: list[str | None] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
 
 
 def _denial(start_response: Any) -> list[bytes]:
@@ -72,10 +88,20 @@ def server(tmp_path: Path) -> Iterator[Server]:
     app = Flask(__name__)
     register_admin_api(app, sessions)
     authorizations: list[str | None] = []
+    seen: list[Seen] = []
 
     def front_door(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         authorization = environ.get("HTTP_AUTHORIZATION")
         authorizations.append(authorization)
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(raw)
+        headers = {
+            name[5:].replace("_", "-").lower(): value
+            for name, value in environ.items()
+            if name.startswith("HTTP_")
+        }
+        body = json.loads(raw) if raw else None
+        seen.append(Seen(environ["REQUEST_METHOD"], environ["PATH_INFO"], headers, body))
         if authorization == f"Bearer {DENIED_TOKEN}":
             return _denial(start_response)
         with sessions() as session:
@@ -90,7 +116,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield Server(f"http://127.0.0.1:{httpd.server_port}", sessions, authorizations)
+        yield Server(f"http://127.0.0.1:{httpd.server_port}", sessions, authorizations, seen)
     finally:
         httpd.shutdown()
         thread.join()
@@ -98,14 +124,22 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 @pytest.fixture(autouse=True)
-def _no_tracking_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_tracking_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.mlflow/credentials of the shell
     for name in (
         "MLFLOW_TRACKING_URI",
         "MLFLOW_TRACKING_TOKEN",
         "MLFLOW_TRACKING_USERNAME",
         "MLFLOW_TRACKING_PASSWORD",
         "MLFLOW_TRACKING_AUTH",
+        "MLFLOW_TRACKING_AWS_SIGV4",
+        "MLFLOW_TRACKING_INSECURE_TLS",
+        "MLFLOW_TRACKING_SERVER_CERT_PATH",
+        "MLFLOW_TRACKING_CLIENT_CERT_PATH",
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        "MLFLOW_SECURE_API_KEY",
+        "MLFLOW_SECURE_API_KEY_FILE",
+        "MLFLOW_SECURE_PROJECT",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
@@ -580,3 +614,152 @@ def test_python_client_via_get_app_client(server: Server) -> None:
     with pytest.raises(MlflowException, match="no team named 'vision'") as caught:
         client.delete_team("vision")
     assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+# ---------------------------------------------------------------- default project
+
+
+def test_users_update_default_project(cli: Any, server: Server) -> None:
+    ok(cli("users", "create", "alice"))
+    ok(cli("projects", "create", "fraud"))
+    ok(cli("projects", "set-member", "fraud", "--role", "editor", "--user", "alice"))
+
+    assert "Updated alice" in ok(cli("users", "update", "alice", "--default-project", "fraud"))
+    update = server.seen[-1]
+    assert (update.method, update.path) == ("PATCH", "/api/2.0/mlflow-secure/users/update")
+    assert update.body == {"name": "alice", "default_project": "fraud"}  # nothing else changes
+    assert json.loads(ok(cli("users", "get", "alice", "--json")))["user"]["default_project"] == (
+        "fraud"
+    )
+    assert re.search(r"default project:\s+fraud", ok(cli("users", "get", "alice")))
+
+    ok(cli("users", "update", "alice", "--default-project", ""))  # "" clears it
+    assert server.seen[-1].body == {"name": "alice", "default_project": ""}
+
+
+def test_default_project_for_a_service_account(cli: Any, server: Server) -> None:
+    ok(cli("projects", "create", "fraud"))
+    ok(cli("service-accounts", "create", "ci-bot"))
+    ok(cli("projects", "set-member", "fraud", "--role", "editor", "--service-account", "ci-bot"))
+    ok(cli("users", "update", "ci-bot", "--default-project", "fraud"))
+    assert server.seen[-1].body == {"name": "ci-bot", "default_project": "fraud"}
+
+
+def test_python_client_sends_default_project(server: Server) -> None:
+    client = SecureAdminClient(server.url)
+    client.create_user("bob")
+    with pytest.raises(MlflowException):
+        client.update_user("bob", default_project="nosuchproject")
+    assert server.seen[-1].body == {"name": "bob", "default_project": "nosuchproject"}
+
+
+# ---------------------------------------------------------------- the CLI's own transport
+
+
+def test_cli_sends_context_headers_and_its_user_agent(cli: Any, server: Server) -> None:
+    ok(cli("whoami", env={"MLFLOW_SECURE_PROJECT": "fraud"}))
+    headers = server.seen[-1].headers
+    assert headers["user-agent"] == f"mlflow-secure-cli/{__version__}"
+    assert headers["x-mlflow-secure-client"] == f"mlflow-secure/{__version__}"
+    assert headers["x-mlflow-secure-encryption"] == "none"
+    assert headers["x-mlflow-secure-project"] == "fraud"
+    ok(cli("whoami"))
+    assert "x-mlflow-secure-project" not in server.seen[-1].headers
+
+
+def test_cli_leaves_out_a_bad_project_setting(
+    cli: Any, server: Server, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(context, "_warned_values", set())
+    with caplog.at_level(logging.WARNING, logger=context.__name__):
+        ok(cli("whoami", env={"MLFLOW_SECURE_PROJECT": "fraud\r\nX-Evil: 1"}))
+    assert "x-mlflow-secure-project" not in server.seen[-1].headers
+    assert "x-evil" not in server.seen[-1].headers
+    assert "MLFLOW_SECURE_PROJECT" in caplog.text
+
+
+def test_basic_credentials_win_as_in_mlflow(cli: Any, server: Server, tmp_path: Path) -> None:
+    key = "mlsk_" + "K" * 61
+    basic = {"MLFLOW_TRACKING_USERNAME": "root", "MLFLOW_TRACKING_PASSWORD": "pw"}
+    ok(cli("whoami", env={**basic, "MLFLOW_TRACKING_TOKEN": "t", "MLFLOW_SECURE_API_KEY": key}))
+    assert server.authorizations[-1] == "Basic cm9vdDpwdw=="
+
+    credentials = tmp_path / "home" / ".mlflow" / "credentials"
+    credentials.parent.mkdir(parents=True)
+    credentials.write_text(
+        "[mlflow]\nmlflow_tracking_username = root\nmlflow_tracking_password = pw\n"
+    )
+    ok(cli("whoami"))
+    assert server.authorizations[-1] == "Basic cm9vdDpwdw=="
+
+
+def test_secure_auth_provider_credential(cli: Any, server: Server, tmp_path: Path) -> None:
+    key = "mlsk_" + "F" * 61
+    key_file = tmp_path / "key"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    secure = {"MLFLOW_TRACKING_AUTH": "secure", "MLFLOW_SECURE_API_KEY_FILE": str(key_file)}
+    # As in MLflow, the auth plugin's header replaces a token left in the environment.
+    ok(cli("whoami", env={**secure, "MLFLOW_TRACKING_TOKEN": "stale"}))
+    assert server.authorizations[-1] == f"Bearer {key}"
+
+    key_file.chmod(0o644)
+    loose = failed(cli("whoami", env=secure))
+    assert "chmod 600" in loose
+    assert key not in loose
+    nothing = failed(cli("whoami", env={"MLFLOW_TRACKING_AUTH": "secure"}))
+    assert "found no credential" in nothing
+
+
+def test_tls_settings_that_contradict_are_refused(cli: Any, server: Server) -> None:
+    env = {"MLFLOW_TRACKING_INSECURE_TLS": "true", "MLFLOW_TRACKING_SERVER_CERT_PATH": "/ca.pem"}
+    assert "set one of them" in failed(cli("whoami", env=env))
+    assert "must be one of" in failed(cli("whoami", env={"MLFLOW_TRACKING_INSECURE_TLS": "yes"}))
+
+
+def test_other_auth_providers_go_through_mlflow(cli: Any, server: Server) -> None:
+    # Only MLflow can load another auth plugin: the CLI hands such requests to MLflow's client.
+    other = {"MLFLOW_TRACKING_AUTH": "not-a-plugin"}
+    with pytest.warns(UserWarning, match="not-a-plugin"):
+        ok(cli("whoami", env=other))
+    assert server.seen[-1].headers["user-agent"].startswith("mlflow-python-client/")
+    with pytest.warns(UserWarning, match="not-a-plugin"):
+        denied = failed(
+            cli(
+                "keys",
+                "create",
+                "--scope",
+                "admin",
+                env={**other, "MLFLOW_TRACKING_TOKEN": DENIED_TOKEN},
+            )
+        )
+    assert "reason: keys.create needs the admin scope" in denied
+    assert "decision id: dec-123" in denied
+
+
+def test_a_non_json_error_is_reported_with_its_status() -> None:
+    class Quiet(WSGIRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            """No access log in test output."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        status = "502 Bad Gateway" if environ["PATH_INFO"].endswith("/busy") else "404 Not Found"
+        start_response(status, [("Content-Type", "text/html")])
+        return [b"<html>proxy says no</html>"]
+
+    httpd = make_server("127.0.0.1", 0, app, request_handler=Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    transport = HttpTransport(f"http://127.0.0.1:{httpd.server_port}", max_retries=0)
+    try:
+        with pytest.raises(AdminApiError) as missing:
+            transport.request("GET", "/api/2.0/mlflow-secure/whoami")
+        with pytest.raises(AdminApiError) as busy:  # transient: retried, then given up
+            transport.request("GET", "/api/2.0/mlflow-secure/busy")
+    finally:
+        httpd.shutdown()
+        thread.join()
+    assert missing.value.status == 404
+    assert "failed with error code 404 != 200" in missing.value.message
+    assert "proxy says no" in missing.value.message
+    assert "too many 502 error responses" in busy.value.message

@@ -20,9 +20,10 @@ from urllib.parse import parse_qs, unquote_plus
 
 import pytest
 import requests
+from mlflow.exceptions import MlflowException
 
 from mlflow_secure import __version__
-from mlflow_secure.client import auth_provider
+from mlflow_secure.client import bearer, context, credentials, oidc
 from mlflow_secure.client.auth_provider import (
     BearerAuth,
     OidcClientCredentials,
@@ -30,6 +31,7 @@ from mlflow_secure.client.auth_provider import (
     SecureAuthProvider,
     SecureClientError,
 )
+from mlflow_secure.client.errors import ClientError
 from mlflow_secure.client.header_provider import SecureHeaderProvider, encryption_capability
 
 BASE62 = string.ascii_letters + string.digits
@@ -44,8 +46,18 @@ def make_key() -> str:
 @pytest.fixture(autouse=True)
 def _isolated_client_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fresh token cache per test, and no stock MLflow credential or proxy from the shell."""
-    monkeypatch.setattr(auth_provider, "_token_sources", {})
+    monkeypatch.setattr(oidc, "_token_sources", {})
+    monkeypatch.setattr(context, "_warned_values", set())
     for name in (
+        "MLFLOW_SECURE_API_KEY",
+        "MLFLOW_SECURE_API_KEY_FILE",
+        "MLFLOW_SECURE_OIDC_TOKEN_URL",
+        "MLFLOW_SECURE_OIDC_CLIENT_ID",
+        "MLFLOW_SECURE_OIDC_CLIENT_SECRET",
+        "MLFLOW_SECURE_OIDC_CLIENT_SECRET_FILE",
+        "MLFLOW_SECURE_OIDC_SCOPE",
+        "MLFLOW_SECURE_OIDC_AUDIENCE",
+        "MLFLOW_SECURE_PROJECT",
         "MLFLOW_TRACKING_TOKEN",
         "MLFLOW_TRACKING_USERNAME",
         "MLFLOW_TRACKING_PASSWORD",
@@ -205,8 +217,8 @@ def test_reprs_hide_credentials() -> None:
     key = make_key()
     creds = OidcClientCredentials("https://idp.example/token", CLIENT_ID, CLIENT_SECRET)
     assert CLIENT_SECRET not in repr(creds)
-    assert key not in repr(BearerAuth(auth_provider.StaticCredential(key)))
-    assert key not in repr(auth_provider.StaticCredential(key))
+    assert key not in repr(BearerAuth(credentials.StaticCredential(key)))
+    assert key not in repr(credentials.StaticCredential(key))
 
 
 # --- OIDC client credentials --------------------------------------------------------------------
@@ -426,13 +438,13 @@ def test_oidc_refresh_failure_keeps_valid_token(
 
     token_endpoint.fail_with = 503
     now[0] += 3600 - 100
-    with caplog.at_level(logging.WARNING, logger=auth_provider.__name__):
+    with caplog.at_level(logging.WARNING, logger=oidc.__name__):
         assert source.token() == "tok.1"
     assert "HTTP 503" in caplog.text
     assert CLIENT_SECRET not in caplog.text
 
     now[0] += 200  # past expiry: no stale token is ever sent
-    with pytest.raises(SecureClientError, match="HTTP 503"):
+    with pytest.raises(ClientError, match="HTTP 503"):
         source.token()
 
     token_endpoint.fail_with = None
@@ -446,9 +458,9 @@ def test_oidc_missing_expires_in_uses_default_lifetime(token_endpoint: TokenEndp
     source = OidcTokenSource(creds, clock=lambda: now[0])
     assert source.token() == "tok.1"
     # No expires_in: assume the default lifetime, refreshed its 30 s margin before the end.
-    now[0] = auth_provider.DEFAULT_TOKEN_LIFETIME_SECONDS - 31
+    now[0] = oidc.DEFAULT_TOKEN_LIFETIME_SECONDS - 31
     assert source.token() == "tok.1"
-    now[0] = auth_provider.DEFAULT_TOKEN_LIFETIME_SECONDS - 29
+    now[0] = oidc.DEFAULT_TOKEN_LIFETIME_SECONDS - 29
     assert source.token() == "tok.2"
 
 
@@ -485,10 +497,10 @@ def test_token_url_user_info_is_not_repeated(monkeypatch: pytest.MonkeyPatch) ->
 def test_cleartext_tracking_uri_warns_once_without_the_key(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(auth_provider, "_warned_cleartext_hosts", set())
+    monkeypatch.setattr(bearer, "_warned_cleartext_hosts", set())
     key = make_key()
-    auth = BearerAuth(auth_provider.StaticCredential(key))
-    with caplog.at_level(logging.WARNING, logger=auth_provider.__name__):
+    auth = BearerAuth(credentials.StaticCredential(key))
+    with caplog.at_level(logging.WARNING, logger=bearer.__name__):
         for _ in range(3):
             requests.Request("GET", "http://mlflow.internal:5000/api", auth=auth).prepare()
         requests.Request("GET", "https://mlflow.internal/api", auth=auth).prepare()
@@ -521,6 +533,85 @@ def test_header_provider_sends_context_only(monkeypatch: pytest.MonkeyPatch) -> 
         assert key not in value
         assert CLIENT_SECRET not in value
         assert "mlsk_" not in value
+
+
+def test_errors_reach_mlflow_as_mlflow_exceptions(
+    monkeypatch: pytest.MonkeyPatch, oidc_env: TokenEndpoint
+) -> None:
+    """Helpers raise the MLflow-free `ClientError`; the plugins hand MLflow an MlflowException
+    with the same message and error code."""
+    monkeypatch.setenv("MLFLOW_SECURE_OIDC_CLIENT_SECRET", "wrong-secret")
+    with pytest.raises(MlflowException) as caught:
+        SecureAuthProvider().get_auth()
+    assert isinstance(caught.value, SecureClientError)
+    assert isinstance(caught.value, ClientError)
+    assert caught.value.error_code == "UNAUTHENTICATED"
+
+    monkeypatch.setenv("MLFLOW_SECURE_API_KEY", "not-a-key")
+    with pytest.raises(SecureClientError) as bad_key:
+        SecureAuthProvider().get_auth()
+    assert bad_key.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert bad_key.value.__context__ is None
+
+
+@pytest.mark.parametrize("project", ["fraud", "team.fraud-2", "a", "Fraud_Q4", "x" * 64])
+def test_header_provider_names_the_chosen_project(
+    monkeypatch: pytest.MonkeyPatch, project: str
+) -> None:
+    monkeypatch.setenv("MLFLOW_SECURE_PROJECT", f"  {project}\n")  # surrounding space ignored
+    headers = SecureHeaderProvider().request_headers()
+    assert headers["X-MLflow-Secure-Project"] == project
+    assert headers["X-MLflow-Secure-Client"] == f"mlflow-secure/{__version__}"
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_empty_project_setting_sends_no_project(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("MLFLOW_SECURE_PROJECT", value)
+    assert "X-MLflow-Secure-Project" not in SecureHeaderProvider().request_headers()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "fraud team",
+        "fraud\r\nX-Injected: 1",
+        "-fraud",
+        ".hidden",
+        "fraud/q4",
+        "fraud,vision",
+        "x" * 65,
+        "frâud",
+        "mlflow.secure.project=fraud",
+    ],
+)
+def test_an_invalid_project_setting_is_left_out_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str
+) -> None:
+    monkeypatch.setenv("MLFLOW_SECURE_PROJECT", value)
+    with caplog.at_level(logging.WARNING, logger=context.__name__):
+        for _ in range(3):
+            headers = SecureHeaderProvider().request_headers()
+            # The other context headers still go: only the bad value is dropped.
+            assert headers == {
+                "X-MLflow-Secure-Client": f"mlflow-secure/{__version__}",
+                "X-MLflow-Secure-Encryption": "none",
+            }
+    warnings = [r.getMessage() for r in caplog.records if "MLFLOW_SECURE_PROJECT" in r.getMessage()]
+    assert len(warnings) == 1  # once per value, not once per request
+    assert "not a project name" in warnings[0]
+    assert "default project" in warnings[0]
+
+
+def test_a_long_invalid_project_setting_is_shortened_in_the_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("MLFLOW_SECURE_PROJECT", "bad value " + "y" * 500)
+    with caplog.at_level(logging.WARNING, logger=context.__name__):
+        SecureHeaderProvider().request_headers()
+    assert "y" * 100 not in caplog.text
+    assert "…" in caplog.text
 
 
 # --- through MLflow's own machinery -------------------------------------------------------------
@@ -577,6 +668,7 @@ def test_mlflow_http_request_uses_the_provider(
     key = make_key()
     monkeypatch.setenv("MLFLOW_SECURE_API_KEY", key)
     monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "secure")
+    monkeypatch.setenv("MLFLOW_SECURE_PROJECT", "fraud")
     # A stock token left in the shell loses to the plugin the user asked for.
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "stale-stock-token")
 
@@ -590,4 +682,12 @@ def test_mlflow_http_request_uses_the_provider(
     assert received["authorization"] == f"Bearer {key}"
     assert received["x-mlflow-secure-client"] == f"mlflow-secure/{__version__}"
     assert received["x-mlflow-secure-encryption"] == "none"
+    assert received["x-mlflow-secure-project"] == "fraud"
     assert key not in caplog.text
+
+    # A bad project setting is left out (with a warning); the other headers still go.
+    monkeypatch.setenv("MLFLOW_SECURE_PROJECT", "two words")
+    http_request(get_default_host_creds(url), "/api/2.0/mlflow/experiments/search", "GET")
+    received = {name.lower(): value for name, value in seen[-1].items()}
+    assert "x-mlflow-secure-project" not in received
+    assert received["x-mlflow-secure-client"] == f"mlflow-secure/{__version__}"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import inspect
 
-from mlflow_secure.identity import api_keys, passwords, store
+from mlflow_secure.identity import api_keys, key_store, passwords, store
 from mlflow_secure.identity.bootstrap import BootstrapError, bootstrap_admin
 
 
@@ -168,9 +168,9 @@ def test_rotation_keeps_the_old_key_for_the_grace_period(sessions):
     with sessions() as session:
         old = store.get_key(session, old.id)
     assert old.replaced_by == new.id
-    remaining = store._aware(old.expires_at) - datetime.now(UTC)
+    remaining = key_store.aware(old.expires_at) - datetime.now(UTC)
     assert timedelta(minutes=59) < remaining <= timedelta(hours=1)
-    assert store._aware(new.expires_at) - datetime.now(UTC) > timedelta(days=29)
+    assert key_store.aware(new.expires_at) - datetime.now(UTC) > timedelta(days=29)
     assert new.scopes == ["write"]
     with sessions.begin() as session:
         store.revoke_key(session, new.id)

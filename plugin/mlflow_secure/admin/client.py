@@ -1,7 +1,7 @@
 """`SecureAdminClient`: the admin API from Python, like MLflow's ``AuthServiceClient``.
 
 Obtained with ``mlflow.server.get_app_client("secure", tracking_uri=...)`` (entry point group
-``mlflow.app.client``) or constructed directly. Requests go through MLflow's own
+``mlflow.app.client``) or constructed directly. By default requests go through MLflow's own
 ``http_request`` with MLflow's default host credentials, so everything that authenticates the
 MLflow client works here too: ``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_USERNAME`` /
 ``MLFLOW_TRACKING_PASSWORD``, ``MLFLOW_TRACKING_AUTH=secure``, TLS settings, retries.
@@ -12,25 +12,18 @@ operator needs only the one variable the rest of mlflow-secure documents.
 
 Every method returns the server's parsed JSON answer; a refused request raises
 ``MlflowException`` (``RestException``) carrying the server's message.
+
+This module imports MLflow only when a request is made through it: the ``mlflow-secure`` CLI
+uses the same methods over its own light transport (`Transport`), so that it starts fast.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.utils.credentials import get_default_host_creds
-from mlflow.utils.rest_utils import MlflowHostCreds, http_request, verify_rest_response
-
-from mlflow_secure.client.auth_provider import (
-    ENV_API_KEY,
-    ENV_API_KEY_FILE,
-    read_secret_file,
-    validate_api_key,
-)
+if TYPE_CHECKING:
+    from mlflow.utils.rest_utils import MlflowHostCreds
 
 API_ROOT = "/api/2.0/mlflow-secure"
 Json = dict[str, Any]
@@ -41,24 +34,23 @@ def _without_none(**fields: Any) -> Json:
     return {name: value for name, value in fields.items() if value is not None}
 
 
-def _api_key_from_env() -> str | None:
-    if key := os.environ.get(ENV_API_KEY, "").strip():
-        return validate_api_key(key, ENV_API_KEY)
-    if path := os.environ.get(ENV_API_KEY_FILE, "").strip():
-        return validate_api_key(read_secret_file(path, ENV_API_KEY_FILE), ENV_API_KEY_FILE)
-    return None
+class Transport(Protocol):
+    """Sends one admin API request and returns the parsed JSON answer (``{}`` when empty)."""
+
+    def request(
+        self, method: str, endpoint: str, *, json: Json | None = None, params: Json | None = None
+    ) -> Json: ...
 
 
-class SecureAdminClient:
-    """Client of the mlflow-secure admin API (`/api/2.0/mlflow-secure/...`).
-
-    Args:
-        tracking_uri: the tracking server's ``http(s)://`` address.
-        max_retries: retries of transient failures (429, 5xx); MLflow's default when None.
-    """
+class MlflowTransport:
+    """Requests through MLflow's ``http_request``: MLflow's credentials, TLS settings, retries,
+    auth and header plugins; errors as ``MlflowException``."""
 
     def __init__(self, tracking_uri: str, *, max_retries: int | None = None) -> None:
         if urlsplit(tracking_uri).scheme not in ("http", "https"):
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
             raise MlflowException(
                 "the mlflow-secure admin API needs an http:// or https:// tracking URI",
                 error_code=INVALID_PARAMETER_VALUE,
@@ -66,20 +58,31 @@ class SecureAdminClient:
         self.tracking_uri = tracking_uri
         self.max_retries = max_retries
 
-    def __repr__(self) -> str:
-        return f"SecureAdminClient({self.tracking_uri!r})"
-
     def _host_creds(self) -> MlflowHostCreds:
+        from mlflow.utils.credentials import get_default_host_creds
+
+        from mlflow_secure.client.auth_provider import (
+            ClientError,
+            api_key_from_env,
+            as_mlflow_error,
+        )
+
         # Read per request, like MLflow's own stores, so a changed environment is honoured.
         creds = get_default_host_creds(self.tracking_uri)
-        if not creds.token and (key := _api_key_from_env()):
-            creds.token = key
+        if not creds.token:
+            try:
+                key = api_key_from_env()
+            except ClientError as exc:
+                raise as_mlflow_error(exc) from None
+            if key:
+                creds.token = key
         return creds
 
-    def _request(
-        self, method: str, path: str, *, json: Json | None = None, params: Json | None = None
+    def request(
+        self, method: str, endpoint: str, *, json: Json | None = None, params: Json | None = None
     ) -> Json:
-        endpoint = API_ROOT + path
+        from mlflow.utils.rest_utils import http_request, verify_rest_response
+
         kwargs: dict[str, Any] = {}
         if json is not None:
             kwargs["json"] = json
@@ -90,6 +93,38 @@ class SecureAdminClient:
         )
         response = verify_rest_response(response, endpoint)
         return response.json() if response.content else {}
+
+
+class SecureAdminClient:
+    """Client of the mlflow-secure admin API (`/api/2.0/mlflow-secure/...`).
+
+    Args:
+        tracking_uri: the tracking server's ``http(s)://`` address.
+        max_retries: retries of transient failures (429, 5xx); MLflow's default when None.
+        transport: how requests travel; by default `MlflowTransport` (MLflow's own
+            ``http_request``). The CLI passes its own, which does not load MLflow.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        *,
+        max_retries: int | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        if transport is None:
+            transport = MlflowTransport(tracking_uri, max_retries=max_retries)
+        self._transport = transport
+        self.tracking_uri = tracking_uri
+        self.max_retries = max_retries
+
+    def __repr__(self) -> str:
+        return f"SecureAdminClient({self.tracking_uri!r})"
+
+    def _request(
+        self, method: str, path: str, *, json: Json | None = None, params: Json | None = None
+    ) -> Json:
+        return self._transport.request(method, API_ROOT + path, json=json, params=params)
 
     # ------------------------------------------------------------ who am I
 
@@ -137,8 +172,13 @@ class SecureAdminClient:
         password: str | None = None,
         clearance: str | None = None,
         disabled: bool | None = None,
+        default_project: str | None = None,
     ) -> Json:
-        """``{"user": {...}}``; only the given fields change."""
+        """``{"user": {...}}``; only the given fields change.
+
+        `default_project` is where the principal's experiments and registered models go when
+        created without an ``mlflow.secure.project`` tag (and no ``MLFLOW_SECURE_PROJECT``).
+        """
         body = _without_none(
             name=name,
             display_name=display_name,
@@ -146,6 +186,7 @@ class SecureAdminClient:
             password=password,
             clearance=clearance,
             disabled=disabled,
+            default_project=default_project,
         )
         return self._request("PATCH", "/users/update", json=body)
 

@@ -6,11 +6,14 @@ event by construction. Free text that could still carry one by accident (a path,
 parameter name, the User-Agent, a policy reason) is truncated and scrubbed of anything shaped
 like an API key or a JWT, and query string *values* are never kept at all.
 
-The chain: every stored event is a flat JSON object of exactly ``HASHED_FIELDS``; its ``hash``
-is the SHA-256 of the canonical JSON of those fields, which include the event's ``seq`` and the
-previous event's hash (``prev_hash``; 64 zeros for the first event). Canonical JSON is
+The chain: every stored event is a flat JSON object of ``HASHED_FIELDS`` and of those
+``OPTIONAL_FIELDS`` it has a value for; its ``hash`` is the SHA-256 of the canonical JSON of all
+its fields but ``hash``, which include the event's ``seq`` and the previous event's hash
+(``prev_hash``; 64 zeros for the first event). Canonical JSON is
 ``json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` in UTF-8,
-so anyone can recompute a hash from a JSON lines export with a few lines of any language.
+so anyone can recompute a hash from a JSON lines export with a few lines of any language. An
+optional field is absent (not null) when it has no value, so events written before it existed
+keep their hashes, and the rule "every field but ``hash``" holds for old and new events alike.
 """
 
 from __future__ import annotations
@@ -60,10 +63,36 @@ EVENT_FIELDS = (
 CHAIN_FIELDS = ("v", "seq", "prev_hash")
 HASHED_FIELDS = CHAIN_FIELDS + EVENT_FIELDS
 RECORD_FIELDS = (*HASHED_FIELDS, "hash")
+# Fields added since the first format: present in a record (and hashed) only when they have
+# a value. `client`: the client build, from the X-MLflow-Secure-Client request header.
+OPTIONAL_FIELDS = ("client",)
 
 # Which keys of the policy's resource are worth keeping; tags and request-derived lists are
 # not (tags can hold pasted secrets, and they are the tracking store's business anyway).
 RESOURCE_CONTEXT_KEYS = ("experiment_id", "project", "classification", "owner")
+# For the plugin's own identity resources (admin/resources.py): what a change did and to
+# whom (the member added, the role granted, the fields updated, a key's owner and scopes).
+IDENTITY_RESOURCE_TYPES = frozenset(
+    {"principal", "user", "service_account", "team", "project", "api_key"}
+)
+IDENTITY_CONTEXT_KEYS = (
+    "change",
+    "member",
+    "team",
+    "role",
+    "roles",
+    "fields",
+    "kind",
+    "clearance",
+    "disabled",
+    "default_project",
+    "owner",
+    "owner_kind",
+    "owner_team",
+    "scopes",
+    "projects",
+)
+_CONTEXT_KEYS = frozenset(RESOURCE_CONTEXT_KEYS + IDENTITY_CONTEXT_KEYS)
 
 # Bounds keep one event small whatever the client sends.
 MAX_PATH = 2048
@@ -297,6 +326,7 @@ _TEXT_LIMITS = (
             "decision",
             "decision_id",
             "policy_revision",
+            "client",
         )
     ),
     ("time", 32),
@@ -335,6 +365,7 @@ class AuditEvent:
     status: int | None = None
     latency_ms: float | None = None
     dropped: int = 0  # audit.gap events: how many events were lost
+    client: str | None = None  # the client build (X-MLflow-Secure-Client), when it says
 
     def __post_init__(self) -> None:
         put = object.__setattr__  # frozen: normalise in place, once
@@ -353,7 +384,7 @@ class AuditEvent:
             {
                 key: _clean(value, MAX_TEXT)
                 for key, value in dict(self.resource_context).items()
-                if key in RESOURCE_CONTEXT_KEYS and value is not None
+                if key in _CONTEXT_KEYS and value is not None
             },
         )
         if self.reasons:
@@ -391,11 +422,14 @@ class AuditEvent:
         policy_revision: str | None = None,
         started: datetime | float | None = None,
         latency_ms: float | None = None,
+        client: str | bytes | None = None,
     ) -> AuditEvent:
         """The event of one HTTP request, from raw request facts (scrubbed here).
 
         `resource` is the policy input's resource; only its type, id and a few context keys
-        (``RESOURCE_CONTEXT_KEYS``) are kept. `started` is the wall-clock arrival time.
+        (``RESOURCE_CONTEXT_KEYS``, and ``IDENTITY_CONTEXT_KEYS`` for the plugin's identity
+        resources) are kept. `started` is the wall-clock arrival time. `client` is the value
+        of the X-MLflow-Secure-Client header (cut and scrubbed like the User-Agent).
         """
         clean_path, params = scrub_path(path, query)
         resource = resource or {}
@@ -415,26 +449,46 @@ class AuditEvent:
             endpoint=endpoint,
             resource_type=resource.get("type") if isinstance(resource.get("type"), str) else None,
             resource_id=str(resource_id) if isinstance(resource_id, str | int) else None,
-            resource_context={
-                key: str(resource[key])
-                for key in RESOURCE_CONTEXT_KEYS
-                if isinstance(resource.get(key), str | int) and not isinstance(resource[key], bool)
-            },
+            resource_context=_context(resource),
             decision=decision,
             reasons=tuple(reasons),
             decision_id=decision_id,
             policy_revision=policy_revision,
             status=status,
             latency_ms=latency_ms,
+            client=client,  # type: ignore[arg-type] - bytes are decoded in __post_init__
         )
 
     def to_record(self) -> dict[str, Any]:
-        """The event fields as JSON values, in ``EVENT_FIELDS`` order (no chain fields yet)."""
+        """The event fields as JSON values, in ``EVENT_FIELDS`` order (no chain fields yet),
+        then the ``OPTIONAL_FIELDS`` that have a value."""
         record: dict[str, Any] = {name: getattr(self, name) for name in EVENT_FIELDS}
         record["query_params"] = list(self.query_params)
         record["reasons"] = list(self.reasons)
         record["resource_context"] = dict(self.resource_context)
+        for name in OPTIONAL_FIELDS:
+            if getattr(self, name) is not None:
+                record[name] = getattr(self, name)
         return record
+
+
+def _context_value(value: object) -> str | None:
+    """A resource fact as the trail keeps it: text, numbers, true/false, lists joined by ","."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int):
+        return str(value)
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return ",".join(value)
+    return None
+
+
+def _context(resource: Mapping[str, Any]) -> dict[str, str]:
+    keys = RESOURCE_CONTEXT_KEYS
+    if resource.get("type") in IDENTITY_RESOURCE_TYPES:
+        keys = keys + IDENTITY_CONTEXT_KEYS
+    facts = {key: _context_value(resource.get(key)) for key in keys if key in resource}
+    return {key: value for key, value in facts.items() if value is not None}
 
 
 # ---------------------------------------------------------------- hashing
@@ -444,9 +498,29 @@ def canonical_json(fields: Mapping[str, Any]) -> str:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def hashed_fields(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """The fields `record`'s hash covers: ``HASHED_FIELDS`` and the optional ones it has."""
+    return HASHED_FIELDS + tuple(name for name in OPTIONAL_FIELDS if name in record)
+
+
+def record_fields(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """The fields a well-formed `record` has, exactly (for verifiers)."""
+    return (*hashed_fields(record), "hash")
+
+
+def from_columns(columns: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored row's columns as the record that was sealed: an optional field whose column is
+    NULL was absent from the record (and from its hash)."""
+    record = {name: columns[name] for name in RECORD_FIELDS}
+    for name in OPTIONAL_FIELDS:
+        if columns.get(name) is not None:
+            record[name] = columns[name]
+    return record
+
+
 def compute_hash(record: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of the canonical JSON of exactly ``HASHED_FIELDS`` of `record`."""
-    hashed = {name: record[name] for name in HASHED_FIELDS}
+    """SHA-256 (hex) of the canonical JSON of `record`'s ``hashed_fields`` (all but ``hash``)."""
+    hashed = {name: record[name] for name in hashed_fields(record)}
     return hashlib.sha256(canonical_json(hashed).encode("utf-8")).hexdigest()
 
 

@@ -38,9 +38,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from mlflow_secure.audit.events import (
     MAX_PATH,
-    RECORD_FIELDS,
+    MAX_TEXT,
+    OPTIONAL_FIELDS,
     AuditEvent,
     format_time,
+    from_columns,
     parse_time,
     seal,
 )
@@ -101,6 +103,8 @@ class AuditEventRow(AuditBase):
     status: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     dropped: Mapped[int] = mapped_column(Integer)
+    # OPTIONAL_FIELDS: NULL when the event has no value (the record then has no such key).
+    client: Mapped[str | None] = mapped_column(String(MAX_TEXT))
 
 
 class AuditHead(AuditBase):
@@ -152,7 +156,9 @@ def _append_locked(connection: Connection, events: Sequence[AuditEvent]) -> list
         prev_hash = record["hash"]
         records.append(record)
     if records:
-        connection.execute(insert(EVENTS), records)
+        # One shape for the whole batch: an optional field a record lacks is stored as NULL.
+        absent = dict.fromkeys(OPTIONAL_FIELDS)
+        connection.execute(insert(EVENTS), [{**absent, **record} for record in records])
         connection.execute(update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=seq, hash=prev_hash))
     return records
 
@@ -209,9 +215,9 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
 
 
 def row_to_record(row: Any) -> dict[str, Any]:
-    """A stored row as the record it was sealed from (``RECORD_FIELDS`` order)."""
-    mapping = row._mapping
-    record = {name: mapping[name] for name in RECORD_FIELDS}
+    """A stored row as the record it was sealed from (``RECORD_FIELDS`` order, then the
+    optional fields it has)."""
+    record = from_columns(row._mapping)
     record["seq"] = int(record["seq"])
     return record
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from mlflow_secure.audit.events import GENESIS_HASH, RECORD_FIELDS, compute_hash
+from mlflow_secure.audit.events import GENESIS_HASH, OPTIONAL_FIELDS, RECORD_FIELDS, compute_hash
 
 REORDER_WINDOW = 8  # how far away a moved event's original seq is looked for
 
@@ -63,7 +63,7 @@ def _check_shape(record: Mapping[str, Any], where: str) -> int:
         raise _Broken("malformed", None, f"{where} is not a JSON object")
     fields = set(record)
     missing = [name for name in RECORD_FIELDS if name not in fields]
-    extra = sorted(fields - set(RECORD_FIELDS))
+    extra = sorted(fields - set(RECORD_FIELDS) - set(OPTIONAL_FIELDS))
     seq = record.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool):
         raise _Broken("malformed", None, f"{where} has no valid seq")

@@ -2,7 +2,8 @@
 
 Both commands read the database directly (or a file), not through the server: an auditor
 checking the trail should not depend on the service being audited. They never migrate or
-write the database.
+write the database. SQLAlchemy and the audit modules are imported when a command runs, not
+when the CLI starts.
 """
 
 from __future__ import annotations
@@ -10,22 +11,25 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
-from sqlalchemy import Engine, inspect
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
-from mlflow_secure.audit import store
-from mlflow_secure.audit.events import canonical_json, parse_time
-from mlflow_secure.audit.verify import verify_database, verify_file
 from mlflow_secure.config import ConfigError, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 DATABASE_URI_HELP = "SQLAlchemy URI of the audit database; defaults to MLFLOW_SECURE_DATABASE_URI."
 
 
 def _engine(uri: str | None) -> Engine:
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mlflow_secure.audit import store
+
     if not uri:
         try:
             uri = load_settings().database_uri
@@ -48,6 +52,8 @@ def _engine(uri: str | None) -> Engine:
 
 
 def _instant(value: str | None, option: str) -> str | None:
+    from mlflow_secure.audit.events import parse_time
+
     if value is None:
         return None
     try:
@@ -77,6 +83,10 @@ def audit() -> None:
 )
 def verify(database_uri: str | None, path: Path | None, partial: bool) -> None:
     """Walk the hash chain; exit 0 when intact, 1 at the first break (named by seq)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mlflow_secure.audit.verify import verify_database, verify_file
+
     if database_uri and path:
         raise click.UsageError("give either --database-uri or --file, not both")
     if path is not None:
@@ -122,6 +132,11 @@ def export(
     (so it can be verified with `audit verify --file --partial`), which can include a few
     events just outside it.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mlflow_secure.audit import store
+    from mlflow_secure.audit.events import canonical_json
+
     start, end = _instant(since, "--since"), _instant(until, "--until")
     engine = _engine(database_uri)
     count = 0

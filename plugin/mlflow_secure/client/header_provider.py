@@ -1,9 +1,11 @@
 """Context headers the MLflow client sends to an mlflow-secure server.
 
 They let the server (and its audit log) tell which client build made a request and what it can
-do -- for example whether it encrypts artifacts before upload -- so policy can depend on it.
-Only non-secret, client-describing values belong here: these headers go to every tracking server
-the client talks to and are logged freely. Credentials are the auth provider's job.
+do -- for example whether it encrypts artifacts before upload -- so policy can depend on it,
+and, with ``MLFLOW_SECURE_PROJECT``, which project new experiments and models go into. Only
+non-secret, client-describing values belong here: these headers go to every tracking server
+the client talks to and are logged freely. Credentials are the auth provider's job. The
+headers themselves are computed in `mlflow_secure.client.context`.
 """
 
 from __future__ import annotations
@@ -12,19 +14,23 @@ from mlflow.tracking.request_header.abstract_request_header_provider import (
     RequestHeaderProvider,
 )
 
-from mlflow_secure import __version__
+from mlflow_secure.client.context import (
+    CLIENT_HEADER,
+    ENCRYPTION_HEADER,
+    ENV_PROJECT,
+    PROJECT_HEADER,
+    context_headers,
+    encryption_capability,
+)
 
-CLIENT_HEADER = "X-MLflow-Secure-Client"
-ENCRYPTION_HEADER = "X-MLflow-Secure-Encryption"
-
-
-def encryption_capability() -> str:
-    """What client-side artifact encryption this client performs.
-
-    ``"none"`` until the encrypting artifact repository exists; a function rather than a
-    constant so that it can later report what is actually configured.
-    """
-    return "none"
+__all__ = [
+    "CLIENT_HEADER",
+    "ENCRYPTION_HEADER",
+    "ENV_PROJECT",
+    "PROJECT_HEADER",
+    "SecureHeaderProvider",
+    "encryption_capability",
+]
 
 
 class SecureHeaderProvider(RequestHeaderProvider):
@@ -35,7 +41,6 @@ class SecureHeaderProvider(RequestHeaderProvider):
         return True
 
     def request_headers(self) -> dict[str, str]:
-        return {
-            CLIENT_HEADER: f"mlflow-secure/{__version__}",
-            ENCRYPTION_HEADER: encryption_capability(),
-        }
+        """The context headers; an invalid ``MLFLOW_SECURE_PROJECT`` is left out with a
+        warning (see `mlflow_secure.client.context`)."""
+        return context_headers()

@@ -159,6 +159,8 @@ class Authenticator:
         if hit is None or hit[2] < time.time():
             return None
         principal_id, teams, _, auth = hit
+        if auth == "password" and self._account_locked(credential.username):
+            return None  # authenticate() refuses it, with the lock's Retry-After
         identity = self._identities.get((principal_id, teams))
         return Subject(identity, auth) if identity and not identity.disabled else None
 
@@ -271,7 +273,23 @@ class Authenticator:
         value = (identity.principal_id, teams, until, auth)
         self._put(self._verified, self._secret_fingerprint(credential), value, seen_version)
 
+    def _account_locked(self, username: str) -> bool:
+        """Memory only: the poller copies locks set by other workers within its interval."""
+        return self.throttle.retry_after([account_key(username)]) is not None
+
+    def _refuse_if_locked(self, username: str) -> None:
+        """A locked account refuses its password, the correct one too, while the lock lasts."""
+        if self._account_locked(username):
+            error = AuthError(
+                "Too many failed password attempts for this account; retry later.",
+                status=429,
+                counts=False,
+            )
+            error.throttle_account = account_key(username)  # answered 429 with Retry-After
+            raise error
+
     def _password_subject(self, credential: Basic) -> Subject:
+        self._refuse_if_locked(credential.username)  # before the KDF: no oracle, no cost
         seen = self._version
         with self._sessions() as session:
             principal = session.scalar(

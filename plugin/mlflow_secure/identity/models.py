@@ -50,6 +50,11 @@ class Principal(Base):
     clearance: Mapped[str] = mapped_column(String(16), default="internal")
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("mls_principals.id"))
     owner_team_id: Mapped[int | None] = mapped_column(ForeignKey("mls_teams.id"))
+    # Where new work goes when a request names no project (set by an administrator; only
+    # honoured while the principal is a member of it: see Subject.default_project).
+    default_project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mls_projects.id", ondelete="SET NULL", name="fk_mls_principals_default_project")
+    )
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

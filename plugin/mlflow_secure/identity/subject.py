@@ -26,6 +26,22 @@ class Subject:
     def name(self) -> str:
         return self.identity.name
 
+    @property
+    def default_project(self) -> str | None:
+        """Where this subject's new work goes when a request names no project.
+
+        The default an administrator set, while the principal is still a member of it
+        (directly or through a team); else the principal's only project, if it is in exactly
+        one; else None. A key limited to projects only ever defaults to one of them.
+        """
+        reachable = self.identity.project_names
+        if self.key_projects is not None:
+            reachable = tuple(name for name in reachable if name in self.key_projects)
+        chosen = self.identity.default_project
+        if chosen is not None and chosen in reachable:
+            return chosen
+        return reachable[0] if len(reachable) == 1 else None
+
     def policy_input(self) -> dict[str, Any]:
         identity = self.identity
         return {
@@ -42,6 +58,7 @@ class Subject:
             "key_projects": list(self.key_projects) if self.key_projects is not None else None,
             "key_id": self.key_id,
             "auth": self.auth,
+            "default_project": self.default_project,
         }
 
 

@@ -290,13 +290,7 @@ class ResourceResolver:
                 model = self._registry().get_registered_model(name)
             except Exception as exc:
                 raise ResourceNotFound(f"registered model {name}") from exc
-            tags = model.tags or {}
-            cached = {
-                "type": "registered_model",
-                "id": name,
-                **_attributes(tags),
-                "is_prompt": str(tags.get("mlflow.prompt.is_prompt", "")).lower() == "true",
-            }
+            cached = {"type": "registered_model", "id": name, **_attributes(model.tags or {})}
             self._registered_models.put(name, cached)
         return dict(cached)
 

@@ -30,8 +30,9 @@ from mlflow_secure.request.named_ids import NamedId, secondary
 __all__ = ["AmbiguousRequest", "BadRequest", "Resolved", "check_artifact_path", "resolve"]
 
 MAX_NAMED_RESOURCES = 100
-# MLflow's source of every prompt version (mlflow.prompt.constants): names no location.
-PROMPT_SOURCE = "prompt-template"
+# The sources MLflow gives prompt versions (its stores' placeholders): they name no location.
+PROMPT_SOURCES = frozenset({"prompt-template", "dummy-source"})
+PROMPT_TAG = "mlflow.prompt.is_prompt"
 # URI schemes that name a resource of this server: a missing one is refused as missing.
 _NAMING_SCHEMES = frozenset({"runs", "models", "prompts"})
 POLICY_TAG_PREFIX = "mlflow.secure."
@@ -302,12 +303,21 @@ def resolve(
     """The resources the policy decides on for one request."""
     extra = _request_extras(spec, params, resolver)
     resolved = _primary(spec, params, resolver, subject_name, extra)
-    if resolved.resource.get("is_prompt") and extra.get("uri") == PROMPT_SOURCE:
+    if extra.get("uri") in PROMPT_SOURCES and _prompt_version(params):
         del resolved.resource["uri"]  # a prompt version's placeholder, not a location
     resolved.also += _secondaries(spec, params, resolver)
     if spec.ids and spec.resource != "model_version" and named_list(params, spec.ids) is None:
         resolved.asked = pick(params, spec.ids)
     return resolved
+
+
+def _prompt_version(params: Mapping[str, Any]) -> bool:
+    """A model version MLflow creates for a prompt (tagged so; its source is a placeholder)."""
+    tags = params.get("tags")
+    return isinstance(tags, list) and any(
+        isinstance(t, dict) and t.get("key") == PROMPT_TAG and str(t.get("value")).lower() == "true"
+        for t in tags
+    )
 
 
 def _request_extras(

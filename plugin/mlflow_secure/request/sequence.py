@@ -75,11 +75,12 @@ def authorise(pipeline: Pipeline, trail: Trail, authorization: list[bytes]) -> S
         return PASS
     try:
         credential = pipeline.credential(trail, authorization)
+        if isinstance(credential, ErrorResponse):
+            return credential
+        # malformed, revoked and expired keys are known without I/O: a failed attempt
+        subject = pipeline.config.authenticator.cached(credential)
     except AuthError as exc:
         return (yield Blocking(pipeline.failed, (trail, exc)))
-    if isinstance(credential, ErrorResponse):
-        return credential
-    subject = pipeline.config.authenticator.cached(credential)
     if subject is None:
         subject = yield Blocking(pipeline.authenticate, (trail, credential))
     if isinstance(subject, ErrorResponse):
