@@ -121,7 +121,10 @@ SETTINGS: tuple[Setting, ...] = (
         "opa_timeout",
         _parse_positive_float,
         0.5,
-        "Seconds to wait for one policy decision; past it the request is refused with 503.",
+        "Seconds allowed to connect to OPA, and how long OPA may stay silent before its "
+        "process is checked: a stopped or dead OPA is refused (503), a running one is waited "
+        "for up to 5 s of silence (or this value if longer); a decision merely queued behind "
+        "load is never refused.",
     ),
     Setting(
         "opa_startup_timeout",

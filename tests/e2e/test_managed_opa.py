@@ -1,11 +1,17 @@
 """The managed OPA inside a real multi-worker server: one OPA, fail closed, never orphaned."""
 
+import contextlib
+import http.server
 import os
 import shutil
 import signal
+import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support import servers
@@ -202,3 +208,114 @@ def test_the_optional_decision_cache_answers_repeats_and_nothing_else(tmp_path, 
         assert health(server) == 503
     finally:
         server.interrupt()
+
+
+def test_a_stopped_managed_opa_is_503_quickly_in_every_worker_then_recovers(tmp_path):
+    """A stopped OPA keeps its socket open but answers nothing: every worker sees from its
+    pid that it does not run and refuses after MLFLOW_SECURE_OPA_TIMEOUT, not 5 s later."""
+    server = servers.start(tmp_path, workers=2)
+    try:
+        admin = server.admin_key()
+        search = "/api/2.0/mlflow/experiments/search?max_results=1"
+        assert server.api("GET", search, admin).status_code == 200
+        (pid,) = server.opa_pids()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for _ in range(6):  # both workers, the decision and the filter alike
+                started = time.monotonic()
+                assert server.api("GET", search, admin).status_code == 503
+                assert time.monotonic() - started < 3.0
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert wait_until(lambda: server.api("GET", search, admin).status_code == 200)
+        assert server.opa_pids() == [pid]  # it was slow to answer, not restarted
+    finally:
+        server.interrupt()
+
+
+class _SlowForward(http.server.BaseHTTPRequestHandler):
+    """In front of a real OPA: every decision and filter question answered 0.8 s late."""
+
+    protocol_version = "HTTP/1.1"
+    upstream = ""
+    delay = 0.8
+
+    def do_GET(self):
+        self._forward("GET", None)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        time.sleep(self.delay)
+        self._forward("POST", body)
+
+    def _forward(self, method, body):
+        answer = httpx.request(method, self.upstream + self.path, content=body, timeout=30)
+        self.send_response(answer.status_code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    def log_message(self, *args):
+        pass
+
+
+class _Front(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, handler) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.connections = []
+
+    def get_request(self):
+        connection, address = super().get_request()
+        self.connections.append(connection)
+        return connection, address
+
+    def stop(self) -> None:
+        """Gone: no listener, and every kept-alive connection closed."""
+        self.shutdown()
+        self.server_close()
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+def test_an_opa_slower_than_the_timeout_is_waited_for_not_refused(tmp_path, opa_binary):
+    """Decisions that take longer than MLFLOW_SECURE_OPA_TIMEOUT (0.5 s) because OPA is busy
+    are decisions, not 503s; when OPA goes away, the refusal is immediate."""
+    port = servers.free_port()
+    opa = servers.subprocess.Popen(
+        [
+            str(opa_binary),
+            "run",
+            "--server",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--skip-version-check",
+            "--ignore",
+            "*_test.rego",
+            str(Path(__file__).resolve().parents[2] / "rego"),
+        ],
+        stdout=servers.subprocess.DEVNULL,
+        stderr=servers.subprocess.DEVNULL,
+    )
+    handler = type("Slow", (_SlowForward,), {"upstream": f"http://127.0.0.1:{port}"})
+    front = _Front(handler)
+    threading.Thread(target=front.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{front.server_address[1]}"
+    server = servers.start(tmp_path, env={"MLFLOW_SECURE_OPA_URL": url})
+    try:
+        admin = server.admin_key()
+        paths = ["/api/2.0/mlflow-secure/whoami", "/api/2.0/mlflow/experiments/search"] * 4
+        with ThreadPoolExecutor(8) as threads:
+            answers = list(threads.map(lambda path: server.api("GET", path, admin), paths))
+        assert [answer.status_code for answer in answers] == [200] * 8
+        front.stop()
+        started = time.monotonic()
+        assert server.api("GET", paths[0], admin).status_code == 503
+        assert time.monotonic() - started < 2.0
+    finally:
+        server.interrupt()
+        front.server_close()
+        opa.kill()

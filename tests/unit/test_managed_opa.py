@@ -141,3 +141,32 @@ def test_opa_gets_go_runtime_settings_unless_the_operator_chose_some():
     assert tuned["GOGC"] == "400"
     chosen = opa_environment({"GOMAXPROCS": "8", "GOGC": "100"})
     assert (chosen["GOMAXPROCS"], chosen["GOGC"]) == ("8", "100")
+
+
+def test_every_worker_can_tell_whether_the_opa_runs(opa_binary, private):
+    """The supervisor records OPA's pid beside its socket: the follower (another worker)
+    tells a running OPA from a stopped or dead one without owning the process."""
+    first = OpaSupervisor(opa_binary, bundled_policy_dir(), private)
+    second = OpaSupervisor(opa_binary, bundled_policy_dir(), private)
+    first.start()
+    second.start()
+    try:
+        assert wait_until(lambda: answers(private / "opa.sock"))
+        leader, follower = (first, second) if first.is_supervisor else (second, first)
+        pid = leader.opa_pid
+        assert (private / "opa.pid").read_text().strip() == str(pid)
+        assert leader.opa_running() is True
+        assert follower.opa_running() is True
+        os.kill(pid, signal.SIGSTOP)
+        assert wait_until(lambda: follower.opa_running() is False)
+        assert leader.opa_running() is False
+        os.kill(pid, signal.SIGCONT)
+        assert wait_until(lambda: follower.opa_running() is True)
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: leader.opa_pid not in (None, pid))  # restarted
+        assert wait_until(lambda: follower.opa_running() is True)
+        assert (private / "opa.pid").read_text().strip() == str(leader.opa_pid)
+    finally:
+        first.stop()
+        second.stop()
+    assert not (private / "opa.pid").exists()

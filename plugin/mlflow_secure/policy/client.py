@@ -1,19 +1,26 @@
 """Asking OPA for a decision, failing closed.
 
 The contract is ``data.mlflow.authz.decision`` → ``{"allow": bool, "reasons": [str]}``.
-Anything else — OPA unreachable, slower than the timeout, an HTTP error, an undefined or
-malformed result — raises :class:`PolicyUnavailable`, which every caller turns into a refusal.
-There are no retries: a retry would only stretch the time a request waits for a refusal.
+Anything else — OPA not answering, an HTTP error, an undefined or malformed result — raises
+:class:`PolicyUnavailable`, which every caller turns into a refusal (503). There are no
+retries (beyond replacing a kept-alive connection gone stale): a retry would only stretch the
+time a request waits for a refusal.
 
-The request path needs an async client, unix-socket transport and one strict deadline per
-decision, at the lowest cost per call: it uses the h11 connection pool in opa_connection.py.
-Synchronous decisions and filters (WSGI servers, listing narrowers in worker threads) use its
-socket-and-h11 twin; occasional reads (revision, status) use httpx.
+Not answering is not the same as answering slowly (connection.py has the whole rule): a
+missing socket, a refused or reset connection, a dead or stopped managed OPA process refuse
+at once; a decision queued behind load (in OPA, for a CPU, for a free connection) is waited
+for. ``timeout`` (MLFLOW_SECURE_OPA_TIMEOUT, 0.5 s by default) bounds connecting and is how
+long OPA may stay silent before its process is checked; OPA silent on an established
+connection for the answer deadline (5 s, or ``timeout`` if longer) is hung: refused.
+
+The request path needs an async client and unix-socket transport at the lowest cost per call:
+it uses the h11 connection pool in connection.py. Synchronous decisions and filters (WSGI
+servers, listing narrowers in worker threads) use its socket-and-h11 twin; occasional reads
+(revision, status) use httpx, with ``timeout`` as a plain deadline.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +30,12 @@ import httpx
 
 from mlflow_secure.config import ConfigError
 from mlflow_secure.policy.connection import (
-    ConnectionFailed,
+    Deadlines,
+    Liveness,
+    NotAnswering,
     OpaConnectionPool,
+    OpaExchangeError,
+    Overloaded,
     SyncOpaConnectionPool,
 )
 
@@ -101,6 +112,10 @@ class _HTTPStatus(Exception):
 
 def _failure(exc: Exception, endpoint: OpaEndpoint) -> PolicyUnavailable:
     where = endpoint.describe()
+    if isinstance(exc, NotAnswering):
+        return PolicyUnavailable(f"the policy engine at {where} timed out: {exc}")
+    if isinstance(exc, Overloaded):
+        return PolicyUnavailable(f"the policy engine at {where} is overloaded: {exc}")
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return PolicyUnavailable(f"the policy engine at {where} timed out")
     if isinstance(exc, httpx.HTTPStatusError):
@@ -111,11 +126,25 @@ def _failure(exc: Exception, endpoint: OpaEndpoint) -> PolicyUnavailable:
 
 
 class DecisionClient:
-    """One per process; holds pooled connections to OPA for both sync and async callers."""
+    """One per process; holds pooled connections to OPA for both sync and async callers.
 
-    def __init__(self, endpoint: OpaEndpoint, timeout: float) -> None:
+    `alive` tells whether OPA's process runs (the managed OPA's supervisor knows); without it,
+    a silent OPA is waited for until the answer deadline (`answer_deadline`, default
+    connection.ANSWER_DEADLINE, never below `timeout`).
+    """
+
+    def __init__(
+        self,
+        endpoint: OpaEndpoint,
+        timeout: float,
+        *,
+        alive: Liveness | None = None,
+        answer_deadline: float | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.deadlines = Deadlines.from_timeout(timeout, answer_deadline)
+        self.alive = alive
         self._sync: httpx.Client | None = None
         self._pool: OpaConnectionPool | None = None
         self._sync_connections: SyncOpaConnectionPool | None = None
@@ -131,13 +160,15 @@ class DecisionClient:
 
     def _async_pool(self) -> OpaConnectionPool:
         if self._pool is None:  # one per worker: uvicorn runs one event loop per process
-            self._pool = OpaConnectionPool(self.endpoint.base_url, self.endpoint.uds)
+            self._pool = OpaConnectionPool(
+                self.endpoint.base_url, self.endpoint.uds, self.deadlines, self.alive
+            )
         return self._pool
 
     def _sync_pool(self) -> SyncOpaConnectionPool:
         if self._sync_connections is None:
             self._sync_connections = SyncOpaConnectionPool(
-                self.endpoint.base_url, self.endpoint.uds, self.timeout
+                self.endpoint.base_url, self.endpoint.uds, self.deadlines, self.alive
             )
         return self._sync_connections
 
@@ -148,7 +179,7 @@ class DecisionClient:
             if status != 200:
                 raise _HTTPStatus(status)
             return json.loads(raw)
-        except (ConnectionFailed, _HTTPStatus, TimeoutError, ValueError) as exc:
+        except (OpaExchangeError, _HTTPStatus, ValueError) as exc:
             raise _failure(exc, self.endpoint) from None
 
     def decide_sync(self, policy_input: dict[str, Any]) -> Decision:
@@ -174,12 +205,11 @@ class DecisionClient:
     async def _post(self, path: str, policy_input: dict[str, Any]) -> Any:
         body = json.dumps({"input": policy_input}, separators=(",", ":")).encode()
         try:
-            async with asyncio.timeout(self.timeout):
-                status, raw = await self._async_pool().post_json(path, body)
+            status, raw = await self._async_pool().post_json(path, body)
             if status != 200:
                 raise _HTTPStatus(status)
             return json.loads(raw)
-        except (ConnectionFailed, _HTTPStatus, TimeoutError, ValueError) as exc:
+        except (OpaExchangeError, _HTTPStatus, ValueError) as exc:
             raise _failure(exc, self.endpoint) from None
 
     async def decide(self, policy_input: dict[str, Any]) -> Decision:

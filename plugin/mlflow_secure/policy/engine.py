@@ -168,7 +168,9 @@ def start_managed_opa(
     supervisor.start()
     atexit.register(supervisor.stop)
     endpoint = OpaEndpoint(base_url="http://opa", uds=str(supervisor.socket_path))
-    return PolicyEngine(DecisionClient(endpoint, settings.opa_timeout), supervisor)
+    # A managed OPA slow to answer is waited for while its process runs (connection.py).
+    client = DecisionClient(endpoint, settings.opa_timeout, alive=supervisor.opa_running)
+    return PolicyEngine(client, supervisor)
 
 
 def start_policy_engine(settings: Settings) -> PolicyEngine:

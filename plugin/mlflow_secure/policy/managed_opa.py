@@ -13,6 +13,9 @@ Design (uvicorn and gunicorn run our app factory once in *every* worker process)
 * OPA runs in its own session (terminal signals do not hit it) with ``PR_SET_PDEATHSIG``: when
   the supervising thread's process dies for any reason, even SIGKILL, the kernel terminates
   OPA. A clean shutdown also stops it explicitly (``atexit``). So there is never an orphan.
+* The supervisor writes OPA's pid to ``opa.pid`` beside the socket while it runs, so that
+  every worker can tell a slow OPA from a dead or stopped one (``opa_running``): the decision
+  client waits for the first and refuses at once on the second (connection.py).
 """
 
 from __future__ import annotations
@@ -91,6 +94,19 @@ def _die_with_parent_hook() -> object:
     return hook
 
 
+def process_running(pid: int) -> bool | None:
+    """False when `pid` has exited, is a zombie or is stopped (SIGSTOP, a debugger): it will
+    not answer. None where /proc cannot tell (not Linux)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False if Path("/proc/self/stat").exists() else None
+    except OSError:
+        return None
+    state = stat_line.rsplit(")", 1)[-1].split()[:1]
+    return not state or state[0] not in {"Z", "X", "x", "T", "t"}
+
+
 def opa_command(opa_binary: Path, policy_dir: Path, socket_path: Path) -> list[str]:
     return [
         str(opa_binary),
@@ -143,6 +159,7 @@ class OpaSupervisor:
     ) -> None:
         self.socket_path = directory / f"{name}.sock"
         self.lock_path = directory / f"{name}.lock"
+        self.pid_path = directory / f"{name}.pid"
         self.command = opa_command(opa_binary, policy_dir, self.socket_path)
         self.label = "managed OPA" if name == "opa" else f"managed OPA ({name})"
         self._stopping = threading.Event()
@@ -158,6 +175,20 @@ class OpaSupervisor:
     def opa_pid(self) -> int | None:
         process = self._process
         return process.pid if process and process.poll() is None else None
+
+    def opa_running(self) -> bool | None:
+        """Whether this server's OPA process runs, from any of its workers (for the decision
+        client, consulted only when OPA is slow to answer). False when it has exited or is
+        stopped; None when it cannot be told (no pid recorded: then OPA's socket is gone too,
+        and connecting fails by itself)."""
+        process = self._process
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            pid = int(self.pid_path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return process_running(pid) if pid > 0 else None
 
     def start(self) -> None:
         self._thread.start()
@@ -208,7 +239,20 @@ class OpaSupervisor:
         except OSError as exc:
             _logger.error("cannot start the %s (%s): %s", self.label, self.command[0], exc)
             return -1
-        return self._process.wait()
+        self._write_pid(self._process.pid)
+        try:
+            return self._process.wait()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self.pid_path.unlink()
+
+    def _write_pid(self, pid: int) -> None:
+        partial = self.pid_path.with_name(f".{self.pid_path.name}.{os.getpid()}")
+        try:
+            partial.write_text(f"{pid}\n")
+            partial.replace(self.pid_path)  # atomic: a reader never sees half a number
+        except OSError as exc:  # liveness is then unknown to the other workers: not fatal
+            _logger.warning("cannot record the %s's pid in %s: %s", self.label, self.pid_path, exc)
 
     def stop(self) -> None:
         """Stop OPA (if we supervise it) and give up the lock; safe to call twice."""
@@ -224,5 +268,7 @@ class OpaSupervisor:
         if self._lock_fd is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                self.pid_path.unlink()
             os.close(self._lock_fd)
             self._lock_fd = None
