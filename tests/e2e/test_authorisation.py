@@ -683,7 +683,7 @@ def test_otlp_export_is_authorised_by_its_experiment_header(world):
         resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]
     ).SerializeToString()
 
-    def export(actor, experiment, run=None, query=""):
+    def export(actor, experiment, run=None, query="", trace=payload):
         headers = {
             "Authorization": f"Bearer {actor.key}",
             "Content-Type": "application/x-protobuf",
@@ -691,7 +691,7 @@ def test_otlp_export_is_authorised_by_its_experiment_header(world):
         }
         if run:
             headers["x-mlflow-run-id"] = run
-        return httpx.post(f"{server.url}/v1/traces{query}", headers=headers, content=payload)
+        return httpx.post(f"{server.url}/v1/traces{query}", headers=headers, content=trace)
 
     assert export(actors["bob"], ids["fraud"]).status_code == 404
     churn_run = actors["bob"].call(
@@ -706,7 +706,13 @@ def test_otlp_export_is_authorised_by_its_experiment_header(world):
     assert spoof.status_code == 404
     accepted = export(actors["alice"], ids["fraud"], run=ids["fraud_run"])
     assert accepted.status_code == 200, accepted.text
-    assert export(actors["bob"], ids["churn"], run=churn_run).status_code == 200
+    # the trace is alice's now: bob may neither append to it nor move it (another id is his)
+    assert export(actors["bob"], ids["churn"], run=churn_run).status_code == 404
+    span.trace_id = b"\x09" * 16
+    own = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]
+    ).SerializeToString()
+    assert export(actors["bob"], ids["churn"], run=churn_run, trace=own).status_code == 200
 
 
 def test_a_shared_dataset_is_read_through_any_experiment_and_changed_through_all(world):

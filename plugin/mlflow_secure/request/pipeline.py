@@ -307,9 +307,13 @@ class Pipeline:
         access = access or trail.action.access
         if access == "read" or resource.get("missing") or not decision.hides(resource):
             return None
-        # the resource as it is, without what this request asks to write (a URI, tags)
-        stored = {k: v for k, v in resource.items() if k not in _REQUESTED}
-        return self.input_for(trail, stored, "read")
+        # the resource as it is, without what this request asks to write (a URI, tags), and
+        # every other view of it (a dataset seen through each experiment it is linked to)
+        key = (resource.get("type"), resource.get("id"))
+        views = [trail.resource, *(other for other, _ in trail.also), *trail.any_of]
+        views = [resource, *(v for v in views if v is not resource and _key(v) == key)]
+        stored = [{k: v for k, v in view.items() if k not in _REQUESTED} for view in views]
+        return [self.input_for(trail, view, "read") for view in stored]
 
     def refusal(
         self,
@@ -321,10 +325,15 @@ class Pipeline:
         visible: bool = False,
     ) -> ErrorResponse:
         """The answer to a denial: 404 when the resource does not exist or the caller may not
-        read it, 403 with the policy's reasons when they may read it. `readable` is the answer
-        to `read_check` (None when it was not asked); `visible`: the caller is known to see it."""
-        if isinstance(readable, PolicyUnavailable):
-            return policy_down(trail, readable)
+        read it, 403 with the policy's reasons when they may read it. `readable` holds the
+        answers to `read_check` (None when it was not asked): any allowed view makes it
+        readable; `visible`: the caller is known to see it."""
+        if isinstance(readable, list):
+            down = next((r for r in readable if isinstance(r, PolicyUnavailable)), None)
+            if down is not None:
+                return policy_down(trail, down)
+            visible = visible or any(r.allow for r in readable)
+            readable = readable[0] if readable else None
         decision_id = trail.decision_id
         if decision.hides(resource) and not visible:
             asked = trail.asked if resource is trail.resource else None
@@ -379,6 +388,10 @@ class Pipeline:
             # a narrower that refuses part of the request (GraphQL) is a denial in the trail
             trail.decision, trail.reasons = "deny", (narrowed.reason(),)
         return narrowed
+
+
+def _key(resource: dict[str, Any] | None) -> tuple[Any, Any]:
+    return (resource or {}).get("type"), (resource or {}).get("id")
 
 
 def _is_otlp(path: str, method: str) -> bool:

@@ -160,8 +160,8 @@ def _refusal(
 ) -> Generator[Any, Any, ErrorResponse]:
     """A denial answered 404 when the caller may not even read the resource (one more
     question to the policy, asked only on refusals of a change), else 403 with reasons."""
-    check = pipeline.read_check(resource, access, trail)
+    checks = pipeline.read_check(resource, access, trail)
     readable = None
-    if check is not None:
-        (readable,) = yield Decide((check,))
+    if checks is not None:
+        readable = yield Decide(tuple(checks))
     return pipeline.refusal(trail, resource, access, answer, readable)
