@@ -25,6 +25,7 @@ def world(request, tmp_path_factory):
         extra_args=extra,
         env={"MLFLOW_SECURE_AUTH_MAX_FAILURES": "1000"},
     )
+    server.kind = request.param  # OTLP (/v1/traces) is a FastAPI route: uvicorn only
     actors = teams.populate(server)
     alice, bob = actors["alice"], actors["bob"]
 
@@ -216,6 +217,9 @@ def test_an_otlp_span_cannot_append_to_another_teams_trace(world):
             },
         )
 
+    if server.kind == "gunicorn":  # the WSGI server serves no FastAPI route: nothing to reach
+        assert export(actors["alice"], ids["fraud"]).json()["error_code"] == "ENDPOINT_NOT_FOUND"
+        return
     assert export(actors["alice"], ids["fraud"]).status_code == 200
     assert_hidden(export(actors["bob"], ids["churn"]))
 
@@ -398,7 +402,8 @@ def test_a_header_naming_a_resource_twice_is_refused(world):
         response = httpx.post(
             server.url + "/v1/traces", content=payload, headers=[h for h in headers if h]
         )
-        assert response.status_code == 400, response.text
+        # under gunicorn the FastAPI-only OTLP route does not exist at all
+        assert response.status_code == (404 if server.kind == "gunicorn" else 400), response.text
 
 
 def test_refusals_word_what_was_asked_not_what_was_found(world):

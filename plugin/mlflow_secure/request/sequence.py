@@ -18,7 +18,7 @@ from typing import Any
 from mlflow_secure.errors import ErrorResponse
 from mlflow_secure.identity.authenticator import AuthError
 from mlflow_secure.policy.client import PolicyUnavailable
-from mlflow_secure.request import listings
+from mlflow_secure.request import listings, ui
 from mlflow_secure.request.pipeline import BODY_TOO_LARGE, Pipeline, policy_down
 from mlflow_secure.request.trail import Trail
 
@@ -112,7 +112,7 @@ def authorise(pipeline: Pipeline, trail: Trail, authorization: list[bytes]) -> S
 
     refused = yield from _decide(pipeline, trail)
     if refused is not None:
-        return refused
+        return _instead_of_refusal(trail, refused)
     pipeline.after_allowed(trail)
     if request is None:  # the plugin's own API reads the original request
         return Forward(trail.facts.path, trail.facts.query, body, subject.name)
@@ -125,6 +125,13 @@ def authorise(pipeline: Pipeline, trail: Trail, authorization: list[bytes]) -> S
         elif narrowed is not None:
             return narrowed
     return Forward(action.path or trail.facts.path, query, payload, subject.name)
+
+
+def _instead_of_refusal(trail: Trail, refused: ErrorResponse) -> Outcome:
+    """A policy's refusal of a UI call that has a clean answer (ui.WHEN_REFUSED): the refusal
+    stays in the audit trail (decision, reasons, decision id); the UI gets the answer."""
+    answer = ui.answer_when_refused(trail.action.key) if trail.decision == "deny" else None
+    return refused if answer is None else answer(trail.subject)
 
 
 def _decide(pipeline: Pipeline, trail: Trail) -> Generator[Any, Any, ErrorResponse | None]:

@@ -65,8 +65,10 @@ from mlflow_secure.request.lookups import ResourceNotFound
 
 
 def _denied(message: str) -> JsonReply:
-    payload = {"error_code": "PERMISSION_DENIED", "message": message}
-    return JsonReply(403, json.dumps(payload).encode())
+    # `data` and `errors` as GraphQL clients read them: the UI shows the message (with
+    # `"data": null` it shows only the status code; without `errors` it spins forever)
+    payload = {"error_code": "PERMISSION_DENIED", "message": message, "data": {}}
+    return JsonReply(403, json.dumps({**payload, "errors": [message]}).encode())
 
 
 def _unreadable(path: str) -> str:
