@@ -430,3 +430,17 @@ def test_refusals_word_what_was_asked_not_what_was_found(world):
     nothing = {"name": "bobs", "source": "models:/no-such-model/1"}
     assert_hidden(bob.call("POST", "/2.0/mlflow/model-versions/create", json=theirs))
     assert_hidden(bob.call("POST", "/2.0/mlflow/model-versions/create", json=nothing))
+
+
+def test_a_body_mlflow_could_only_partly_parse_is_refused(world):
+    """MLflow parses into its message and, when that fails, goes on with what parsed: an
+    experiment id of the wrong JSON type would reach it as no id at all (every issue)."""
+    _, actors, ids = world
+    for body in (
+        {"experiment_id": int(ids["churn"])},
+        {"max_results": "x", "experiment_id": ids["churn"]},
+    ):
+        response = actors["bob"].call("POST", "/3.0/mlflow/issues/search", json=body)
+        assert response.status_code == 400, response.text
+    head = actors["bob"].call("HEAD", f"/2.0/mlflow/experiments/get?experiment_id={ids['churn']}")
+    assert head.status_code == 400

@@ -97,7 +97,22 @@ class CanonicalRequest:
 
 
 def encode_json(payload: JsonObject) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: valid JSON, no text MLflow could store
+        raise BadRequest("The request body holds text that is not valid Unicode.") from None
+
+
+def check_parses(payload: JsonObject, message: type) -> None:
+    """MLflow's handler parses the body into its message and, when that fails, quietly goes
+    on with the fields parsed before the failure (`_get_request_message`): an id of the wrong
+    type then reaches MLflow as an empty value (a search of everything). Refused here."""
+    from google.protobuf.json_format import ParseDict, ParseError
+
+    try:
+        ParseDict(payload, message(), ignore_unknown_fields=True)
+    except (ParseError, TypeError, ValueError) as exc:
+        raise BadRequest(f"The request does not match {message.__name__}: {exc}") from None
 
 
 def encode_query(pairs: list[tuple[str, str]]) -> bytes:
@@ -176,6 +191,12 @@ def decode_json_body(body: bytes) -> JsonObject:
     return data
 
 
+def _as_message_json(query: JsonObject, message: type) -> JsonObject:
+    """The query as `_get_request_message` hands it to the parser: message fields only."""
+    fields = messages.field_names(message)
+    return {k: v for k, v in query.items() if k in fields}
+
+
 def _merge_path(params: JsonObject, path_params: Mapping[str, Any]) -> None:
     for name, value in path_params.items():
         if name in params and str(params[name]) != str(value):
@@ -209,6 +230,10 @@ def read(
             except messages.AliasConflict as exc:
                 raise AmbiguousRequest(str(exc)) from None
 
+    if message is not None and payload is not None:
+        check_parses(payload, message)
+    elif message is not None and spec.parse == "proto":
+        check_parses(_as_message_json(query_params, message), message)
     if spec.parse in _BODY_MODES and payload is not None:
         # The handler reads the body; a field in the query would be a second, unread value.
         named = messages.field_names(message) | set(spec.ids) | set(payload)

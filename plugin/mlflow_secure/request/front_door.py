@@ -274,7 +274,8 @@ class SecureWSGIMiddleware:
         trail = Trail(
             RequestFacts(
                 method=environ.get("REQUEST_METHOD", "").upper(),
-                path=environ.get("PATH_INFO", ""),
+                # PEP 3333 hands the path's bytes as latin-1; Flask decodes them as UTF-8
+                path=wsgi_path(environ.get("PATH_INFO", "")),
                 query=environ.get("QUERY_STRING", "").encode("latin-1"),
                 client_ip=client_ip(
                     environ.get("REMOTE_ADDR", ""),
@@ -350,13 +351,21 @@ class SecureWSGIMiddleware:
         raise TypeError(f"unknown effect {effect!r}")
 
 
+def wsgi_path(path_info: str) -> str:
+    """The path as Werkzeug routes it: PATH_INFO's latin-1 text decoded back from UTF-8."""
+    try:
+        return path_info.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a server that already decoded it
+        return path_info
+
+
 def _environ_key(header: str) -> str:
     return "HTTP_" + header.upper().replace("-", "_")
 
 
 def _forward_wsgi(environ: dict[str, Any], outcome: sequence.Forward) -> None:
     """The environ MLflow receives: the routed path, the canonical query and body."""
-    environ["PATH_INFO"] = outcome.path
+    environ["PATH_INFO"] = outcome.path.encode("utf-8").decode("latin-1")
     environ["QUERY_STRING"] = outcome.query.decode("latin-1")
     if outcome.body is not None:
         environ["wsgi.input"] = io.BytesIO(outcome.body)

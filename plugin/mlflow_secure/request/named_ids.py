@@ -54,7 +54,6 @@ SECONDARY: dict[str, tuple[NamedId, ...]] = {
     # StartTraceV3 is an upsert: an existing trace id is moved or overwritten by it
     "mlflow.traces.start": (
         _n("trace.trace_info.trace_id", "trace", "write", may_be_new=True),
-        _n("trace.spans[].trace_id", "trace", "write", may_be_new=True),
         _n("trace.trace_info.assessments[].trace_id", "trace", "write", may_be_new=True),
     ),
     # the path names the trace MLflow uses; a different body value must be writable too
@@ -73,10 +72,7 @@ SECONDARY: dict[str, tuple[NamedId, ...]] = {
         _n("config.dataset_id", "dataset", "read"),
     ),
     "mlflow.review_queues.create": (_n("schema_ids", "label_schema", "read"),),
-    "mlflow.review_queues.update": (
-        _n("schema_ids", "label_schema", "read"),
-        _n("update_schema_ids", "label_schema", "read"),
-    ),
+    "mlflow.review_queues.update": (_n("schema_ids", "label_schema", "read"),),
     # a gateway endpoint logs its usage traces into this experiment
     "mlflow.gateway.create_endpoint": (_n("experiment_id", "experiment", "write"),),
     "mlflow.gateway.update_endpoint": (_n("experiment_id", "experiment", "write"),),
@@ -124,7 +120,10 @@ HARMLESS: dict[str, dict[str, str]] = {
     "mlflow.review_queues.remove_items": {"item_ids": _IN_PARENT},
     "mlflow.review_queues.set_item_status": {"item_id": _IN_PARENT},
     "mlflow.review_queues.list": {"item_id": "filters the queues of the named experiment"},
-    "mlflow.review_queues.update": {"name": _NEW_NAME},
+    "mlflow.review_queues.update": {
+        "name": _NEW_NAME,
+        "update_schema_ids": "a flag: whether schema_ids replaces the queue's schemas",
+    },
     "mlflow.scorers.delete": {"name": _IN_PARENT},
     "mlflow.scorers.get": {"name": _IN_PARENT},
     "mlflow.scorers.register": {"name": _NEW_NAME},
@@ -136,6 +135,7 @@ HARMLESS: dict[str, dict[str, str]] = {
         "trace.trace_info.assessments[].span_id": _IN_PARENT,
         "trace.trace_info.assessments[].source": _AUTHOR,
         "trace.trace_info.assessments[].source.source_id": _AUTHOR,
+        "trace.spans[].trace_id": "span bytes MLflow ignores here (StartTraceV3 keeps no spans)",
         "trace.spans[].span_id": _IN_PARENT,
         "trace.spans[].parent_span_id": _IN_PARENT,
         "trace.spans[].name": "a span's display name",

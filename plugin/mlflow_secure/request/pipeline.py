@@ -39,6 +39,8 @@ NO_SUCH_ROUTE = ErrorResponse(404, "No such endpoint.")
 # MLflow's handlers read the JSON body of a GET that has no query string; no MLflow client
 # sends one, and refusing it keeps "query or body" a choice the method makes.
 BODY_ON_READ = ErrorResponse(400, "A GET or HEAD request must not carry a body.")
+HEAD_REFUSED = ErrorResponse(400, "HEAD is not supported on this endpoint; send a GET.")
+_GET_ONLY_MODES = frozenset({"proto", "query_or_json"})
 # Creates that take the creator's default project when they name none.
 _PLACED_CREATES = frozenset({"mlflow.experiments.create", "mlflow.registered_models.create"})
 _PROJECT_NAME_MAX = 128
@@ -123,9 +125,12 @@ class Pipeline:
 
     def body_on_read(self, trail: Trail) -> ErrorResponse | None:
         """After authentication (an anonymous caller learns nothing but 401)."""
-        facts = trail.facts
+        facts, spec = trail.facts, trail.action.spec
         if facts.has_body and facts.method in {"GET", "HEAD"}:
             return trail.refuse(BODY_ON_READ, "deny", "a GET or HEAD request with a body")
+        if facts.method == "HEAD" and spec is not None and spec.parse in _GET_ONLY_MODES:
+            # Flask runs the GET view, but MLflow's parsers read the query only for GET
+            return trail.refuse(HEAD_REFUSED, "deny", "HEAD on an endpoint read as GET")
         return None
 
     # ------------------------------------------------------------------ read
