@@ -103,3 +103,9 @@ def test_a_new_payload_keeps_path_variables_and_drops_front_door_names():
     changed = request.with_payload({"experiment_id": "7", "header:x": "forged", "key": "k"})
     assert "header:x" not in changed.params
     assert json.loads(changed.body)["key"] == "k"
+
+
+def test_booleans_in_a_query_are_read_as_mlflow_reads_them():
+    """MLflow's own client sends `allow_partial=True`; MLflow accepts any case."""
+    key = ("/api/3.0/mlflow/traces/get", "GET")
+    assert read(key, "GET", query=b"trace_id=tr-1&allow_partial=True").params["trace_id"] == "tr-1"

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
+from google.protobuf.descriptor import FieldDescriptor
+
 from mlflow_secure.request import messages
 from mlflow_secure.request.census import RouteSpec
 
@@ -192,9 +194,20 @@ def decode_json_body(body: bytes) -> JsonObject:
 
 
 def _as_message_json(query: JsonObject, message: type) -> JsonObject:
-    """The query as `_get_request_message` hands it to the parser: message fields only."""
-    fields = messages.field_names(message)
-    return {k: v for k, v in query.items() if k in fields}
+    """The query as `_get_request_message` hands it to the parser: message fields only, and
+    booleans spelt `true`/`false` in any case (MLflow itself refuses any other spelling)."""
+    fields = {f.name: f for f in message.DESCRIPTOR.fields}
+    found: JsonObject = {}
+    for name, value in query.items():
+        field = fields.get(name)
+        if field is None:
+            continue
+        if field.type == FieldDescriptor.TYPE_BOOL and isinstance(value, str):
+            if value.lower() not in ("true", "false"):
+                continue  # MLflow answers this with its own 400
+            value = value.lower() == "true"
+        found[name] = value
+    return found
 
 
 def _merge_path(params: JsonObject, path_params: Mapping[str, Any]) -> None:

@@ -380,6 +380,10 @@ def _primary(
         if kind == "dataset":
             return _dataset(spec, resolver, key, extra)
         lookup = FIELD_LOOKUPS.get(spec.ids[0]) or LOOKUPS.get(kind)
+        if lookup is None and kind in _VIA_EXPERIMENT and spec.ids[0] == "experiment_id":
+            # something inside a named experiment (a scorer): judged by that experiment
+            found = _look_up(LOOKUPS["experiment"], kind, resolver, key)
+            return Resolved({**found, "type": kind, "id": None, **extra})
         return Resolved({**_look_up(lookup, kind, resolver, key), **extra})
     if kind in _VIA_EXPERIMENT and (experiment_id := pick(params, ("experiment_id",))):
         found = _look_up(LOOKUPS["experiment"], kind, resolver, experiment_id)
