@@ -87,7 +87,7 @@ def test_a_get_reads_its_query_by_proto_name_and_rebuilds_it():
 def test_a_query_route_never_reads_the_body():
     request = read(UPLOAD, "POST", query=b"run_uuid=r1&path=x.txt", body=None)
     assert request.params["run_uuid"] == "r1"
-    assert not canonical.reads_body(ROUTES[UPLOAD], "POST", True, "application/json")
+    assert not canonical.reads_body(ROUTES[UPLOAD], "POST", "application/json")
 
 
 def test_the_path_and_the_body_must_agree():

@@ -80,7 +80,6 @@ class CanonicalRequest:
     query: bytes  # the query string MLflow receives
     body: bytes | None = None  # the body MLflow receives (None: the original, unread)
     payload: JsonObject | None = None  # the JSON object `body` encodes (None: no JSON body)
-    source: str = "none"  # where the handler reads its parameters: query, body, both, none
     path_params: Mapping[str, Any] = field(default_factory=dict)
 
     def with_payload(self, payload: JsonObject) -> CanonicalRequest:
@@ -93,7 +92,6 @@ class CanonicalRequest:
             query=self.query,
             body=encode_json(payload),
             payload=payload,
-            source=self.source,
             path_params=self.path_params,
         )
 
@@ -130,7 +128,7 @@ def list_params(spec: RouteSpec | None, message: type | None = None) -> frozense
     return lists
 
 
-def reads_body(spec: RouteSpec, method: str, has_query: bool, content_type: str | None) -> bool:
+def reads_body(spec: RouteSpec, method: str, content_type: str | None) -> bool:
     """Whether the handler reads a JSON body (so the front door must buffer and rebuild it)."""
     if spec.parse in _BODY_MODES:
         return method not in _READ_METHODS
@@ -255,22 +253,21 @@ def read(
             raise AmbiguousRequest(
                 f"{stray[0]!r} is read from the JSON body for this endpoint, not the query"
             )
-        params, source = dict(payload), "body"
+        params = dict(payload)
     elif spec.parse == "fastapi" and payload is not None:
         both = sorted(set(query_params) & set(payload))
         if both:
             raise AmbiguousRequest(f"{both[0]!r} is given in both the query and the body")
-        params, source = {**query_params, **payload}, "both"
+        params = {**query_params, **payload}
     elif spec.parse == "none":
-        params, source = {}, "none"
+        params = {}
     else:
-        params, source = dict(query_params), "query"
+        params = dict(query_params)
     _merge_path(params, path_params)
     return CanonicalRequest(
         params=params,
         query=canonical_query,
         body=encode_json(payload) if payload is not None else None,
         payload=payload,
-        source=source,
         path_params=path_params,
     )

@@ -147,9 +147,7 @@ class Pipeline:
         action, facts = trail.action, trail.facts
         if action.plugin_path is not None:
             return False
-        return canonical.reads_body(
-            action.spec, facts.method, bool(facts.query), facts.content_type
-        )
+        return canonical.reads_body(action.spec, facts.method, facts.content_type)
 
     def buffers_body(self, trail: Trail) -> bool:
         """Buffer the body only where it is read here: JSON requests, OTLP exports and the
