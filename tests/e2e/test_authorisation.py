@@ -167,7 +167,7 @@ def test_unfiltered_listings_are_for_administrators_and_auditors(world):
 
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_experiment_search_shows_only_what_the_caller_may_read(world, prefix):
-    _, actors, _ids = world
+    server, actors, _ids = world
 
     def names(actor, **params):
         response = actor.call(
@@ -184,6 +184,8 @@ def test_experiment_search_shows_only_what_the_caller_may_read(world, prefix):
     assert "fraud-internal" in names(actors["alice"])
     assert "fraud-restricted" not in names(actors["alice"])  # above her clearance
     assert names(actors["audrey"]) >= {"fraud-internal", "fraud-restricted", "churn-confidential"}
+    # the bundled policy is pushed into the store query, never the batched filter
+    assert "uses the batched filter" not in server.log()
 
 
 def test_experiment_search_pages_are_full_and_never_skip(world):

@@ -13,7 +13,7 @@ from mlflow_secure.identity.authenticator import Authenticator
 from mlflow_secure.identity.subject import current_subject
 from mlflow_secure.identity.throttle import Throttle
 from mlflow_secure.log_redaction import QueryStringRedactor
-from mlflow_secure.policy.client import Decision, PolicyUnavailable
+from mlflow_secure.policy.client import CompileRefused, Decision, PolicyUnavailable
 from mlflow_secure.request.front_door import (
     FrontDoorConfig,
     SecureASGIMiddleware,
@@ -57,6 +57,9 @@ class FakeClient:
 
     def filter_sync(self, policy_input):
         return self._filter("sync", policy_input)
+
+    def compile_sync(self, query, policy_input, unknowns):
+        raise CompileRefused("this fake OPA has no Compile API: listings use filter")
 
 
 class FakeEngine:

@@ -41,10 +41,16 @@ from mlflow_secure.policy.connection import (
 
 DECISION_PATH = "/v1/data/mlflow/authz/decision"
 FILTER_PATH = "/v1/data/mlflow/authz/filter"
+COMPILE_PATH = "/v1/compile"
 
 
 class PolicyUnavailable(Exception):
     """No decision could be had; the request must be refused with 503."""
+
+
+class CompileRefused(Exception):
+    """OPA answered a Compile API call without a residual (an error in partial evaluation):
+    the caller falls back to asking for decisions."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,31 @@ class DecisionClient:
     def filter_sync(self, policy_input: dict[str, Any]) -> set[str]:
         """The ids among `policy_input["resources"]` the subject may read: one OPA call."""
         return _filtered(self._post_sync(FILTER_PATH, policy_input))
+
+    def compile_sync(
+        self, query: str, policy_input: dict[str, Any], unknowns: list[str]
+    ) -> dict[str, Any]:
+        """OPA's partial evaluation of `query` (the Compile API) with `unknowns` left open:
+        the residual conditions, as OPA's JSON syntax tree (``{"queries": [...]}``, or ``{}``
+        when the query can never hold). One OPA call, failing closed like a decision."""
+        document = {"query": query, "input": policy_input, "unknowns": unknowns}
+        body = json.dumps(document, separators=(",", ":")).encode()
+        try:
+            status, raw = self._sync_pool().post_json(COMPILE_PATH, body)
+        except OpaExchangeError as exc:
+            raise _failure(exc, self.endpoint) from None
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        if status != 200 or not isinstance(payload, dict):
+            # OPA answered: the policy cannot be partially evaluated, not a dead engine.
+            message = payload.get("message") if isinstance(payload, dict) else None
+            raise CompileRefused(f"OPA's Compile API answered HTTP {status}: {message}")
+        result = payload.get("result")
+        if not isinstance(result, dict):
+            raise CompileRefused("OPA's Compile API returned no result")
+        return result
 
     def read_sync(self, path: str, timeout: float | None = None) -> Any:
         """GET a document of OPA's REST API (``/v1/policies``, ``/v1/data/...``) as JSON.

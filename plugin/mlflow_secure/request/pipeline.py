@@ -362,9 +362,13 @@ class Pipeline:
     # ------------------------------------------------------------------ enforce
 
     def filter_input(self, trail: Trail, resources: list[dict[str, Any]]) -> dict[str, Any]:
+        return {**self.reader_input(trail), "resources": resources}
+
+    def reader_input(self, trail: Trail) -> dict[str, Any]:
+        """The subject and the read action a listing's items are decided for."""
         action, facts = trail.action, trail.facts
         who = {"endpoint": action.endpoint, "access": "read", "method": facts.method}
-        return {"subject": trail.subject.policy_input(), "action": who, "resources": resources}
+        return {"subject": trail.subject.policy_input(), "action": who}
 
     def listing(self, trail: Trail, filter_call: Any = None) -> Any:
         """For an allowed, narrowed listing: a reply to send, a Rewrite, or None.
@@ -378,7 +382,13 @@ class Pipeline:
         filter_call = filter_call or ask_opa
         try:
             listing = listings.ListingRequest(
-                trail.params, facts.method, config.resolver, filter_call
+                trail.params,
+                facts.method,
+                config.resolver,
+                filter_call,
+                compile_call=config.engine.client.compile_sync,
+                subject_and_action=self.reader_input(trail),
+                revision=config.engine.revision,
             )
             narrowed = listings.narrow(action.endpoint, listing)
         except (listings.ListingError, AmbiguousRequest) as exc:

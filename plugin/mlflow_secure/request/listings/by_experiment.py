@@ -13,10 +13,16 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from mlflow_secure.request.listings.core import JsonReply, ListingRequest, Rewrite
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from mlflow_secure.request.listings.core import JsonReply, ListingRequest, Rewrite, mlflow_error
 from mlflow_secure.request.lookups import ResourceNotFound
 
 EMPTY_PAGE = JsonReply(200, b"{}")
+# MLflow's search_datasets_impl (handlers.py) refuses fewer than one or more than this many
+# experiment ids before it reads the store; test_listings checks these answers against it.
+DATASET_SEARCH_MAX_EXPERIMENTS = 20
 
 
 def readable_experiments(listing: ListingRequest, requested: Any) -> list[str] | None:
@@ -50,6 +56,29 @@ def search_in_body(listing: ListingRequest) -> Rewrite | JsonReply | None:
     if not readable:
         return EMPTY_PAGE
     return Rewrite(body=_json_body_with(listing.params, names, readable))
+
+
+def search_dataset_records(listing: ListingRequest) -> Rewrite | JsonReply | None:
+    """The datasets logged to runs (`experiments/search-datasets`): MLflow's own refusal of a
+    request naming no or too many experiments comes first, so that narrowing never turns a
+    request MLflow refuses into an empty page, or into an answer."""
+    names = ("experiment_ids", "experimentIds")
+    requested = next((listing.params[n] for n in names if n in listing.params), [])
+    if isinstance(requested, list):
+        count = len(requested)
+        if count == 0:
+            return _invalid("SearchDatasets request must specify at least one experiment_id.")
+        if count > DATASET_SEARCH_MAX_EXPERIMENTS:
+            return _invalid(
+                "SearchDatasets request cannot specify more than "
+                f"{DATASET_SEARCH_MAX_EXPERIMENTS} experiment_ids. Received {count} "
+                "experiment_ids."
+            )
+    return search_in_body(listing)
+
+
+def _invalid(message: str) -> JsonReply:
+    return mlflow_error(MlflowException(message, error_code=INVALID_PARAMETER_VALUE))
 
 
 def search_in_query(listing: ListingRequest) -> Rewrite | JsonReply | None:

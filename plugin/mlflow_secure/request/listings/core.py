@@ -43,6 +43,11 @@ class ListingRequest:
     method: str
     resolver: Any  # ResourceResolver
     filter_call: Allowed
+    # Partial evaluation for listings pushed into the store query (pushdown.py): OPA's
+    # Compile API, and the subject and action it is asked about. None: batched filter only.
+    compile_call: Any = None
+    subject_and_action: Mapping[str, Any] = field(default_factory=dict)
+    revision: str | None = None  # the policy revision the residual may be cached under
     _used: bool = field(default=False, repr=False)
 
     def allowed(self, resources: list[dict[str, Any]]) -> set[str]:

@@ -1,12 +1,16 @@
 """Experiment search, answered here: MLflow's query cannot be told which experiments to keep.
 
-On a SQL tracking store the allowed set is pushed into the database work: one query lists the
-ids matching the client's filter in the client's order (ids only, MLflow's own filter and
-order clauses), one reads the policy attributes of every experiment, ONE filter call decides
-the distinct attribute groups, and only the page's experiments are loaded in full. The cost
-is linear in the number of experiments and the policy sees a handful of groups, so a caller
-who may read 1% of 10,000 experiments waits about as long as stock MLflow's unfiltered page.
-Other stores are scanned through MLflow's public search instead (same answer, slower).
+On a SQLite or PostgreSQL tracking store the policy is pushed into the database: OPA's
+partial evaluation of the read rule becomes one more condition of MLflow's own search
+statement (pushdown.py), which lists the page's ids in the client's order; only those are
+loaded in full, as MLflow loads them. The policy is not asked about items at all, and the
+cost is MLflow's query plus the condition's.
+
+When the policy cannot be written as SQL (or on another database) the batched filter serves
+the request instead: one query reads the ids and policy attributes of every experiment
+matching the client's filter, ONE filter call decides the distinct attribute groups, and the
+page is cut from the narrowed order (linear in the store). Other stores are scanned through
+MLflow's public search (same answer, slower still).
 
 Page tokens name a position in the narrowed order, as MLflow's own do in the unfiltered one:
 pages are filled to `max_results`, never skip or repeat an item while nothing changes, and
@@ -33,10 +37,21 @@ from mlflow_secure.request.listings.core import (
     readable_by_group,
     readable_by_key,
 )
+from mlflow_secure.request.listings.pushdown import (
+    PUSHDOWN_DIALECTS,
+    Attributes,
+    Untranslatable,
+    fallback_logged,
+    read_condition,
+)
 from mlflow_secure.request.lookups import CLASSIFICATION_TAG, OWNER_TAG, PROJECT_TAG
 
 POLICY_TAG_PREFIX = "mlflow.secure."
 SCAN_PAGE = 1000
+ENDPOINT = "mlflow.experiments.search"
+# What the policy knows of a listed experiment before reading the store: its kind. The id is
+# a group's, as in the batched filter (core), so a rule about one id never matches a listing.
+_LISTED = {"type": "experiment", "id": "group", "group": True, "experiment_id": "group"}
 _SEARCH_FIELDS = {"view_type", "max_results", "order_by", "filter", "page_token"}
 
 
@@ -104,10 +119,21 @@ def _sql_page(
     from sqlalchemy import select
 
     with store.ManagedSessionMaker() as session:
-        keys = _ordered_keys(store, session, view_type, filter_string, order_by)
-        readable = readable_by_key(keys, _describe, listing.allowed, stored_as="experiment_id")
-        narrowed = [item for item in keys if item in readable]
-        page_ids = narrowed[offset : offset + count]
+        try:
+            readable = _readable_condition(store, listing)
+        except Untranslatable as reason:
+            fallback_logged(ENDPOINT, reason)
+            keys = _keys(session, _described(store, view_type, filter_string, order_by))
+            allowed = readable_by_key(keys, _describe, listing.allowed, stored_as="experiment_id")
+            narrowed = [item for item in keys if item in allowed]
+            page_ids, more = narrowed[offset : offset + count], len(narrowed) > offset + count
+        else:  # MLflow's own search statement, with the policy as one more condition
+            ids = _matching(store, view_type, filter_string, order_by, select(SqlExperiment))
+            ids = ids.with_only_columns(SqlExperiment.experiment_id).where(readable)
+            found = [str(i) for i in session.execute(ids.offset(offset).limit(count + 1)).scalars()]
+            page_ids, more = found[:count], len(found) > count
+        # Loaded by id, as MLflow loads them: its eager options would repeat the whole
+        # search statement as a subquery to load the tags.
         loaded = (
             session.execute(
                 select(SqlExperiment)
@@ -119,66 +145,119 @@ def _sql_page(
         )
         retention = store._get_effective_experiment_trace_archival_retention_context()
         by_id = {str(e.experiment_id): store._to_experiment(e, retention) for e in loaded}
-    return [by_id[i] for i in page_ids if i in by_id], len(narrowed) > offset + count
+    return [by_id[i] for i in page_ids if i in by_id], more
 
 
-def _ordered_keys(
-    store: Any, session: Any, view_type: int, filter_string: str, order_by: list[str]
-) -> dict[str, tuple]:
-    """Experiment id → policy key (stage, project, classification, owner, other policy tags),
-    in the client's order, for the experiments matching the client's filter: one query.
-
-    MLflow's own clause builders, so filters and orderings mean exactly what they mean to
-    MLflow (and fail with MLflow's errors); the store's hooks (workspaces) still apply."""
+def _matching(
+    store: Any, view_type: int, filter_string: str, order_by: list[str], selected: Any
+) -> Any:
+    """`selected` narrowed to the experiments matching the client's filter, in the client's
+    order: MLflow's own clause builders, as `SqlAlchemyStore._search_experiments` uses them,
+    so filters and orderings mean exactly what they mean to MLflow (and fail with MLflow's
+    errors), and the store's hooks (workspaces) still apply."""
     from functools import reduce
 
-    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment
     from mlflow.store.tracking.sqlalchemy_store import (
         _get_search_experiments_filter_clauses,
         _get_search_experiments_order_by_clauses,
     )
     from mlflow.utils.search_utils import SearchExperimentsUtils
-    from sqlalchemy import and_, select
-    from sqlalchemy.orm import aliased
 
     parsed = SearchExperimentsUtils.parse_search_filter(filter_string)
     attribute_filters, joins = _get_search_experiments_filter_clauses(parsed, store._get_dialect())
     stages = set(LifecycleStage.view_type_to_stages(view_type))
-    tag_columns = {key: aliased(SqlExperimentTag) for key in _JOINED_TAGS}
-    query = reduce(
-        lambda s, j: s.join(j),
-        joins,
-        select(
-            SqlExperiment.experiment_id,
-            SqlExperiment.lifecycle_stage,
-            *(tag.value for tag in tag_columns.values()),
-        ),
-    )
-    for key, tag in tag_columns.items():
-        query = query.outerjoin(
-            tag, and_(tag.experiment_id == SqlExperiment.experiment_id, tag.key == key)
-        )
-    rows = session.execute(
-        query.filter(
+    return (
+        reduce(lambda s, j: s.join(j), joins, selected)
+        .filter(
             *attribute_filters,
             SqlExperiment.lifecycle_stage.in_(stages),
             *store._experiment_where_clauses(),
-        ).order_by(*_get_search_experiments_order_by_clauses(order_by))
-    ).all()
+        )
+        .order_by(*_get_search_experiments_order_by_clauses(order_by))
+    )
+
+
+def _described(store: Any, view_type: int, filter_string: str, order_by: list[str]) -> Any:
+    """The matching experiments' ids with what the batched filter describes: stage and the
+    policy tags read by outer joins (project, classification, owner)."""
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
+    from sqlalchemy import and_, select
+    from sqlalchemy.orm import aliased
+
+    tags = {key: aliased(SqlExperimentTag) for key in _JOINED_TAGS}
+    selected = select(
+        SqlExperiment.experiment_id,
+        SqlExperiment.lifecycle_stage,
+        *(tag.value for tag in tags.values()),
+    )
+    for key, tag in tags.items():
+        selected = selected.outerjoin(
+            tag, and_(tag.experiment_id == SqlExperiment.experiment_id, tag.key == key)
+        )
+    return _matching(store, view_type, filter_string, order_by, selected)
+
+
+def _readable_condition(store: Any, listing: ListingRequest) -> Any:
+    """The experiments the policy lets the caller read, as a condition on MLflow's
+    experiments table (pushdown.py); raises Untranslatable when it cannot be written so.
+
+    Each attribute test is `experiment_id IN (the tag rows of that key whose value passes)`,
+    a subquery the database evaluates once per statement rather than once per row."""
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
+    from sqlalchemy import select
+
+    dialect = store._get_dialect()
+    if dialect not in PUSHDOWN_DIALECTS:
+        raise Untranslatable(f"a {dialect} store (its collation may ignore case)")
+
+    def tag(key: str, predicate: Any, non_empty: bool = False) -> Any:
+        rows = SqlExperimentTag
+        kept = [rows.key == key, predicate(rows.value)]
+        if non_empty:  # an attribute is null when its tag is absent or empty
+            kept.append(rows.value != "")
+        return SqlExperiment.experiment_id.in_(select(rows.experiment_id).where(*kept))
+
+    fields = {
+        field: (lambda predicate, key=key: tag(key, predicate, non_empty=True))
+        for field, key in (
+            ("project", PROJECT_TAG),
+            ("classification", CLASSIFICATION_TAG),
+            ("owner", OWNER_TAG),
+        )
+    }
+    fields["lifecycle_stage"] = lambda predicate: predicate(SqlExperiment.lifecycle_stage)
+    return read_condition(listing, _LISTED, Attributes(fields, tag))
+
+
+def _keys(session: Any, query: Any) -> dict[str, tuple]:
+    """Experiment id → policy key (stage, project, classification, owner, other policy
+    tags) for the batched filter, in the query's order."""
+    rows = session.execute(query).all()
     extra = _other_policy_tags(session)
     return {str(row[0]): (*row[1:], extra.get(row[0], ())) for row in rows}
 
 
 def readable_ids(listing: ListingRequest, view_type: int = ViewType.ALL) -> list[str]:
     """Every experiment the caller may read (for listings that must name them all)."""
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment
+    from sqlalchemy import select
+
     store = listing.resolver.tracking_store()
     if not _is_sql(store):
         found, _ = _scanned_page(store, listing, view_type, "", [], 0, MAX_RESULTS_LIMIT)
         return [e.experiment_id for e in found]
     with store.ManagedSessionMaker() as session:
-        keys = _ordered_keys(store, session, view_type, "", [])
-    readable = readable_by_key(keys, _describe, listing.allowed, stored_as="experiment_id")
-    return [item for item in keys if item in readable]
+        try:
+            readable = _readable_condition(store, listing)
+        except Untranslatable as reason:
+            fallback_logged(ENDPOINT, reason)
+        else:
+            ids = _matching(store, view_type, "", [], select(SqlExperiment.experiment_id))
+            return [str(i) for i in session.execute(ids.where(readable)).scalars()]
+        keys = _keys(session, _described(store, view_type, "", []))
+    allowed = readable_by_key(keys, _describe, listing.allowed, stored_as="experiment_id")
+    return [item for item in keys if item in allowed]
 
 
 # The tags read by outer joins in the ordered query; any other policy tag is read apart.

@@ -1,0 +1,359 @@
+"""Listings pushed into the store query agree with the batched filter (Hypothesis, real OPA).
+
+A real managed OPA serves the bundled policies and variants of them; a real MLflow store
+(SQLite, and PostgreSQL) holds one experiment for every combination of the attributes the
+policy reads (project, classification, owner, a policy tag, deleted or not, empty tags and
+absent ones). Hypothesis draws subjects, policies, filters, orders and page sizes; the pages
+MLflow-secure serves by partial evaluation (`pushdown`) must hold the same experiments in the
+same order as those served by asking `filter` about every item, across all pages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mlflow.entities import ExperimentTag
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+from mlflow_secure.config import Settings
+from mlflow_secure.policy.engine import start_managed_opa
+from mlflow_secure.policy.partial import Untranslatable, parse
+from mlflow_secure.request import listings
+from mlflow_secure.request.listings import experiments, pushdown
+from mlflow_secure.request.lookups import OWNER_TAG, ResourceResolver
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECTS = ("team-a", "team-b", "other", "", None)
+CLASSIFICATIONS = ("public", "internal", "confidential", "restricted", "bogus", "", None)
+OWNERS = ("alice", "bob", "", None)
+SHARED = ("yes", "", None)  # a policy tag beyond project and classification
+
+# Policy variants: extra rules in the same package, beside the bundled ones.
+VARIANTS = {
+    "bundled": "",
+    # A policy tag and an owner rule: translated (EXISTS over the tag rows).
+    "shared-tag": """
+readable_item(resource) if {
+	input.action.access == "read"
+	resource.tags["mlflow.secure.shared"] == "yes"
+	resource.classification != "restricted"
+}
+
+readable_item(resource) if {
+	input.action.access == "read"
+	not resource.tags["mlflow.secure.shared"]
+	resource.owner == "bob"
+	input.subject.id == "carol"
+}
+""",
+    # A function the translator does not know: the listing falls back to the filter.
+    "prefix": """
+readable_item(resource) if {
+	input.action.access == "read"
+	startswith(resource.project, "oth")
+}
+""",
+}
+
+
+def _policy_dir(root: Path, extra: str) -> Path:
+    target = root / "rego"
+    shutil.copytree(REPO / "rego", target, ignore=shutil.ignore_patterns("*_test.rego"))
+    if extra:
+        (target / "mlflow" / "authz" / "variant.rego").write_text(
+            "package mlflow.authz\n\nimport rego.v1\n" + extra
+        )
+    return target
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    started = {}
+    for name, extra in VARIANTS.items():
+        root = tmp_path_factory.mktemp(f"opa-{name}")
+        runtime = tmp_path_factory.mktemp(f"run-{name}")
+        engine = start_managed_opa(
+            Settings(runtime_dir=str(runtime), opa_timeout=5.0), _policy_dir(root, extra), name
+        )
+        assert engine.wait_until_ready(60) is None
+        assert engine.refresh_revision() is not None
+        started[name] = engine
+    yield started
+    for engine in started.values():
+        engine.supervisor.stop()
+
+
+def _populate(store: SqlAlchemyStore) -> None:
+    combinations = itertools.product(PROJECTS, CLASSIFICATIONS, OWNERS, SHARED)
+    for index, (project, classification, owner, shared) in enumerate(combinations):
+        tags = [
+            ExperimentTag(key, value)
+            for key, value in (
+                ("mlflow.secure.project", project),
+                ("mlflow.secure.classification", classification),
+                (OWNER_TAG, owner),
+                ("mlflow.secure.shared", shared),
+                ("shared", "yes"),  # not a policy tag: never shown to the policy
+            )
+            if value is not None
+        ]
+        experiment_id = store.create_experiment(f"exp-{index:03d}-{project}", tags=tags)
+        if index % 7 == 3:
+            store.delete_experiment(experiment_id)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store(request, tmp_path_factory):
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp_path_factory.mktemp('pushdown') / 'mlflow.db'}"
+    else:
+        uri = request.getfixturevalue("postgres_server").make_database("pushdown")
+    tracking = SqlAlchemyStore(uri, "mlflow-artifacts:/")
+    _populate(tracking)
+    return tracking
+
+
+subjects = st.fixed_dictionaries(
+    {
+        "id": st.sampled_from(["alice", "bob", "carol"]),
+        "kind": st.just("user"),
+        "roles": st.lists(st.sampled_from(["admin", "auditor"]), max_size=1, unique=True),
+        "teams": st.just([]),
+        "projects": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "name": st.sampled_from(["team-a", "team-b", "other"]),
+                    "role": st.sampled_from(["viewer", "editor", "maintainer"]),
+                    "via": st.just("direct"),
+                }
+            ),
+            max_size=3,
+        ),
+        "clearance": st.sampled_from(["public", "internal", "confidential", "restricted", "x"]),
+        "owner": st.none(),
+        "scopes": st.lists(st.sampled_from(["read", "write", "admin"]), unique=True),
+        "key_projects": st.none() | st.lists(st.sampled_from(["team-a", "other"]), unique=True),
+        "key_id": st.none(),
+        "auth": st.just("api_key"),
+        "default_project": st.none(),
+    }
+)
+searches = st.fixed_dictionaries(
+    {
+        "view_type": st.sampled_from(["ACTIVE_ONLY", "DELETED_ONLY", "ALL"]),
+        "filter": st.sampled_from(["", "name LIKE '%team-a%'", "tags.shared = 'yes'"]),
+        "order_by": st.sampled_from([[], ["name DESC"], ["creation_time ASC"]]),
+        "max_results": st.integers(7, 150),
+    }
+)
+
+
+def _listing(store, engine, subject, params, pushed):
+    reader = {
+        "subject": subject,
+        "action": {"endpoint": "mlflow.experiments.search", "access": "read", "method": "POST"},
+    }
+
+    def allowed(resources):
+        return engine.client.filter_sync({**reader, "resources": resources})
+
+    resolver = ResourceResolver(lambda: store, lambda: None)
+    return listings.ListingRequest(
+        params,
+        "POST",
+        resolver,
+        allowed,
+        compile_call=engine.client.compile_sync if pushed else None,
+        subject_and_action=reader,
+        revision=engine.revision,
+    )
+
+
+def _all_pages(store, engine, subject, search, pushed):
+    names, token = [], None
+    while True:
+        params = {**search, **({"page_token": token} if token else {})}
+        reply = experiments.search(_listing(store, engine, subject, params, pushed))
+        payload = json.loads(reply.body())
+        names += [e["name"] for e in payload.get("experiments", [])]
+        token = payload.get("next_page_token")
+        if not token:
+            return names
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    derandomize=True,
+)
+@given(subject=subjects, search=searches, variant=st.sampled_from(sorted(VARIANTS)))
+def test_pushed_down_pages_equal_the_batched_filter(store, engines, subject, search, variant):
+    engine = engines[variant]
+    pushed = _all_pages(store, engine, subject, search, pushed=True)
+    batched = _all_pages(store, engine, subject, {**search, "max_results": 1000}, pushed=False)
+    assert pushed == batched
+
+
+def _reader(subject):
+    return {
+        "subject": subject,
+        "action": {"endpoint": "mlflow.experiments.search", "access": "read", "method": "POST"},
+    }
+
+
+MEMBER = {
+    "id": "alice",
+    "kind": "user",
+    "roles": [],
+    "teams": [],
+    "projects": [{"name": "team-a", "role": "viewer", "via": "direct"}],
+    "clearance": "internal",
+    "owner": None,
+    "scopes": ["read"],
+    "key_projects": None,
+    "key_id": None,
+    "auth": "api_key",
+    "default_project": None,
+}
+
+
+def test_the_bundled_policy_translates_fully_and_shows_what_a_member_may_read(
+    store, engines, caplog
+):
+    """Not a fallback in disguise: the store query itself narrows, and the answer is what
+    the policy says a viewer of team-a with internal clearance reads."""
+    caplog.set_level(logging.WARNING, logger=pushdown.__name__)
+    search = {"view_type": "ALL", "max_results": 1000}
+    listing = _listing(store, engines["bundled"], MEMBER, search, pushed=True)
+    listing.filter_call = _never  # the batched filter must not be asked
+    names = [e["name"] for e in json.loads(experiments.search(listing).body())["experiments"]]
+    readable = {
+        (p, c, o, s)
+        for p, c, o, s in itertools.product(PROJECTS, CLASSIFICATIONS, OWNERS, SHARED)
+        if p == "team-a" and c in {"public", "internal", "", None}
+    }
+    readable |= {  # outside any project: the owner's
+        (p, c, o, s)
+        for p, c, o, s in itertools.product(PROJECTS, CLASSIFICATIONS, OWNERS, SHARED)
+        if p in {"", None} and o == "alice" and c in {"public", "internal", "", None}
+    }
+    assert len(names) == len(readable) > 0
+    assert all(n.endswith("-team-a") or n.endswith("-") or n.endswith("-None") for n in names)
+    assert not [r for r in caplog.records if "batched filter" in r.getMessage()]
+
+
+def _never(resources):
+    raise AssertionError(f"the batched filter was asked about {len(resources)} items")
+
+
+def test_an_untranslatable_policy_falls_back_with_a_log_line_naming_it(store, engines, caplog):
+    caplog.set_level(logging.WARNING, logger=pushdown.__name__)
+    pushdown.FALLBACKS_LOGGED.clear()
+    search = {"view_type": "ALL", "max_results": 1000}
+    listing = _listing(store, engines["prefix"], MEMBER, search, pushed=True)
+    names = [e["name"] for e in json.loads(experiments.search(listing).body())["experiments"]]
+    assert any(name.endswith("-other") for name in names)  # the variant's own rule held
+    logged = [r.getMessage() for r in caplog.records if "batched filter" in r.getMessage()]
+    assert logged
+    assert "startswith" in logged[0]
+
+
+def test_a_policy_change_takes_effect_on_the_next_request(tmp_path, store):
+    """Residuals are cached under the policy revision: once the worker sees the new
+    revision, the next listing is decided by the new policy."""
+    policies = _policy_dir(tmp_path, "")
+    engine = start_managed_opa(
+        Settings(runtime_dir=str(tmp_path / "run"), opa_timeout=5.0), policies, "change"
+    )
+    try:
+        assert engine.wait_until_ready(60) is None
+        before_revision = engine.refresh_revision()
+        search = {"view_type": "ALL", "max_results": 1000, "filter": "name LIKE '%-other'"}
+        assert _all_pages(store, engine, MEMBER, search, pushed=True) == []
+        (policies / "mlflow" / "authz" / "variant.rego").write_text(
+            "package mlflow.authz\n\nimport rego.v1\n" + VARIANTS["shared-tag"]
+        )
+        deadline = time.monotonic() + 30
+        while engine.refresh_revision() == before_revision:  # OPA watches its directory
+            assert time.monotonic() < deadline, "OPA never loaded the changed policy"
+            time.sleep(0.1)
+        after = _all_pages(store, engine, MEMBER, search, pushed=True)
+        assert after == _all_pages(store, engine, MEMBER, search, pushed=False)
+        assert after != []
+    finally:
+        engine.supervisor.stop()
+
+
+def test_a_cached_residual_is_reused_for_the_same_subject_and_revision(store, engines):
+    calls = []
+    engine = engines["bundled"]
+    pushdown.RESIDUALS.clear()
+
+    def counted(*args):
+        calls.append(args)
+        return engine.client.compile_sync(*args)
+
+    subject = {**MEMBER, "id": "cache-probe"}
+    search = {"view_type": "ALL", "max_results": 5}
+    for revision, expected_calls in (("rev-1", 1), ("rev-1", 1), ("rev-2", 2), (None, 3)):
+        listing = _listing(store, engine, subject, search, pushed=True)
+        listing.compile_call, listing.revision = counted, revision
+        experiments.search(listing)
+        assert len(calls) == expected_calls
+    other = _listing(store, engine, {**subject, "clearance": "restricted"}, search, pushed=True)
+    other.compile_call, other.revision = counted, "rev-1"
+    experiments.search(other)
+    assert len(calls) == 4  # another subject is another question
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (
+            {
+                "queries": [
+                    [{"terms": {"type": "ref", "value": [{"type": "var", "value": "data"}]}}]
+                ]
+            },
+            "data",
+        ),
+        ({"support": [{"package": {}}], "queries": []}, "support rules"),
+        (
+            {
+                "queries": [
+                    [
+                        {
+                            "terms": [
+                                {"type": "ref", "value": [{"type": "var", "value": "startswith"}]},
+                                {"type": "string", "value": "a"},
+                                {"type": "string", "value": "b"},
+                            ]
+                        }
+                    ]
+                ]
+            },
+            "startswith",
+        ),
+        ({"queries": [[{"terms": [], "with": [{"target": {}}]}]]}, "with"),
+    ],
+)
+def test_residuals_outside_the_vocabulary_are_refused_by_name(answer, reason):
+    with pytest.raises(Untranslatable, match=reason):
+        parse(answer)
+
+
+def test_a_residual_that_never_holds_is_an_empty_page(store, engines):
+    nobody = {**MEMBER, "scopes": []}  # no read scope: OPA answers "never" ({} )
+    search = {"view_type": "ALL", "max_results": 10}
+    listing = _listing(store, engines["bundled"], nobody, search, pushed=True)
+    listing.filter_call = _never
+    assert json.loads(experiments.search(listing).body()) == {}
