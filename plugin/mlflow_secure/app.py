@@ -258,6 +258,17 @@ def _stamp_flask_user() -> None:
         g.mlflow_authenticated_user = current_subject().name
 
 
+def _index_experiment_tags(tracking_store: Any) -> None:
+    """The indexes a pushed-down experiment search uses (store_indexes.py); never fatal: a
+    store that cannot be opened yet is MLflow's to report on the first request."""
+    from mlflow_secure.request.listings.store_indexes import ensure_listing_indexes
+
+    try:
+        ensure_listing_indexes(tracking_store())
+    except Exception as exc:
+        _logger.warning("experiment tag indexes not checked: %s", str(exc).splitlines()[0])
+
+
 def create_app() -> Any:
     _configure_logging()
     install_access_log_redaction()
@@ -301,6 +312,7 @@ def create_app() -> Any:
         require_complete(take_census(flask_app, fastapi_app))
     except UnmappedRoutes as exc:
         _refuse_to_start(str(exc))
+    _index_experiment_tags(_get_tracking_store)
     config = FrontDoorConfig(
         engine=engine,
         authenticator=identity.authenticator,

@@ -184,8 +184,13 @@ def test_experiment_search_shows_only_what_the_caller_may_read(world, prefix):
     assert "fraud-internal" in names(actors["alice"])
     assert "fraud-restricted" not in names(actors["alice"])  # above her clearance
     assert names(actors["audrey"]) >= {"fraud-internal", "fraud-restricted", "churn-confidential"}
-    # the bundled policy is pushed into the store query, never the batched filter
+    # the bundled policy is pushed into the store query, never the batched filter, and the
+    # server indexed MLflow's tag values for it at start-up
     assert "uses the batched filter" not in server.log()
+    database = server.backend_uri.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        indexes = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert "mlflow_secure_experiment_tag_values" in indexes
 
 
 def test_experiment_search_pages_are_full_and_never_skip(world):

@@ -205,7 +205,7 @@ def _readable_condition(store: Any, listing: ListingRequest) -> Any:
     Each attribute test is `experiment_id IN (the tag rows of that key whose value passes)`,
     a subquery the database evaluates once per statement rather than once per row."""
     from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
-    from sqlalchemy import select
+    from sqlalchemy import literal, select
 
     dialect = store._get_dialect()
     if dialect not in PUSHDOWN_DIALECTS:
@@ -213,7 +213,8 @@ def _readable_condition(store: Any, listing: ListingRequest) -> Any:
 
     def tag(key: str, predicate: Any, non_empty: bool = False) -> Any:
         rows = SqlExperimentTag
-        kept = [rows.key == key, predicate(rows.value)]
+        # the key as a literal: PostgreSQL matches its partial indexes (store_indexes.py)
+        kept = [rows.key == literal(key, literal_execute=True), predicate(rows.value)]
         if non_empty:  # an attribute is null when its tag is absent or empty
             kept.append(rows.value != "")
         return SqlExperiment.experiment_id.in_(select(rows.experiment_id).where(*kept))
