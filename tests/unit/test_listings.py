@@ -110,7 +110,16 @@ def test_nothing_readable_is_an_empty_page(any_store):
     assert (names, token) == ([], None)
 
 
-@pytest.mark.parametrize("token", ["!!", "e30=", "eyJvIjogLTF9", "eyJvIjogdHJ1ZX0="])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "!!",
+        "e30=",
+        "eyJvIjogLTF9",
+        "eyJvIjogdHJ1ZX0=",
+        "eyJvIjogOTIyMzM3MjAzNjg1NDc3NTgwOH0=",
+    ],  # ..., 2**63
+)
 def test_tampered_tokens_are_refused(store, token):
     with pytest.raises(listings.ListingError, match="Invalid page token"):
         experiments.search(request(store, even_only([]), page_token=token))

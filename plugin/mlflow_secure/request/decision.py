@@ -42,6 +42,25 @@ _NOUNS = {
 }
 
 
+def _model_version_missing(key: str) -> str:
+    name, _, version = key.rpartition("/")
+    return f"Model Version (name={name}, version={version}) not found"
+
+
+# MLflow's own words for a missing resource (its SQL stores' RESOURCE_DOES_NOT_EXIST
+# messages), which clients and MLflow's own tests match on; other kinds use our wording.
+_MLFLOW_MISSING = {
+    "experiment": lambda key: f"No Experiment with id={key} exists",
+    "run": lambda key: f"Run with id={key} not found",
+    "logged_model": lambda key: f"Logged model with ID '{key}' not found.",
+    "trace": lambda key: f"Trace with ID '{key}' not found.",
+    "dataset": lambda key: f"Dataset '{key}' not found",
+    "registered_model": lambda key: f"Registered Model with name={key} not found",
+    "prompt": lambda key: f"Registered Model with name={key} not found",
+    "model_version": _model_version_missing,
+}
+
+
 def policy_input(
     subject: Subject,
     action: Action,
@@ -84,10 +103,17 @@ def not_found(
 ) -> ErrorResponse:
     """Worded from what the request said (`asked`: a name it looked up), never from what the
     server found: an unreadable resource must read exactly like a missing one."""
-    noun = _NOUNS.get(str(resource.get("type")), "Resource")
+    kind = str(resource.get("type"))
+    named = str(asked or resource.get("id"))
+    if kind == "experiment" and asked:
+        message = f"Could not find experiment with name '{asked}'"
+    elif kind in _MLFLOW_MISSING:
+        message = _MLFLOW_MISSING[kind](named)
+    else:
+        message = f"{_NOUNS.get(kind, 'Resource')} '{named}' does not exist."
     return ErrorResponse(
         404,
-        f"{noun} '{asked or resource.get('id')}' does not exist.",
+        message,
         error_code="RESOURCE_DOES_NOT_EXIST",
         extra={"decision_id": decision_id},
     )

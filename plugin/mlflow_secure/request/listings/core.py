@@ -29,6 +29,7 @@ from mlflow.exceptions import MlflowException
 Allowed = Callable[[list[dict[str, Any]]], set[str]]
 DEFAULT_MAX_RESULTS = 1000
 MAX_RESULTS_LIMIT = 50_000
+MAX_OFFSET = 2**40
 
 
 class ListingError(ValueError):
@@ -161,7 +162,9 @@ def decode_offset(token: str | None) -> int:
         offset = json.loads(base64.urlsafe_b64decode(token.encode()))["o"]
     except (ValueError, KeyError, TypeError):
         raise ListingError("Invalid page token.") from None
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+    # Bounded: a database integer must hold the offset plus a page (an offset of 2**63 would
+    # overflow SQLite's and answer 500). No store holds 2**40 items.
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
         raise ListingError("Invalid page token.")
     return offset
 
