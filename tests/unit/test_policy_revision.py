@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from mlflow_secure.cli.main import main
 from mlflow_secure.config import Settings, bundled_policy_dir
+from mlflow_secure.policy import revision
 from mlflow_secure.policy.client import DecisionClient, OpaEndpoint
 from mlflow_secure.policy.engine import PolicyEngine, start_managed_opa
 from mlflow_secure.policy.revision import directory_revision, policy_files, revision_of
@@ -85,6 +86,28 @@ def test_the_watcher_refreshes_in_the_background(engine, policies):
     engine.watch_revision(interval=0.1)
     (policies / "mlflow" / "authz" / "extra.rego").write_text("package mlflow.extra\n\nx := 1\n")
     assert wait_until(lambda: engine.revision not in (first, None))
+
+
+def test_modules_are_read_again_only_when_the_files_change(engine, policies, monkeypatch):
+    """The 275 kB module listing is not read every refresh: only after an edit (for a settling
+    time) and at least every FULL_READ_SECONDS; the data is read every time."""
+    first = engine.refresh_revision()
+    reader = engine._reader
+    full = reader.full_reads
+    for _ in range(5):
+        assert engine.refresh_revision() == first
+    assert reader.full_reads == full  # nothing changed: data only
+
+    authz = policies / "mlflow" / "authz" / "authz.rego"
+    authz.write_text(authz.read_text() + "\n# reviewed again\n")
+    assert wait_until(lambda: engine.refresh_revision() not in (first, None))
+    assert reader.full_reads > full
+
+    second, full = engine.revision, reader.full_reads
+    monkeypatch.setattr(revision, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(revision, "FULL_READ_SECONDS", 0.0)
+    assert engine.refresh_revision() == second
+    assert reader.full_reads == full + 1  # the backstop reads in full whatever the files say
 
 
 def test_opa_status_shows_the_revision(engine):

@@ -28,7 +28,7 @@ from mlflow_secure.policy.client import (
     parse_opa_url,
 )
 from mlflow_secure.policy.managed_opa import OpaSupervisor, instance_dir
-from mlflow_secure.policy.revision import fetch_revision
+from mlflow_secure.policy.revision import RevisionReader
 from mlflow_secure.policy.toolchain import find_opa
 
 _logger = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class PolicyEngine:
     _problem: str | None = field(default="not checked yet")
     _revision_logged_at: float = field(default=float("-inf"))
     _stop_watching: threading.Event = field(default_factory=threading.Event)
+    _reader: RevisionReader | None = None
 
     def _remember(self, problem: str | None) -> str | None:
         self._checked_at, self._problem = time.monotonic(), problem
@@ -110,8 +111,11 @@ class PolicyEngine:
         be what decides, and the audit trail must not name the wrong policies.
         """
         previous = self.revision
+        if self._reader is None:
+            directory = self.supervisor.policy_dir if self.supervisor else None
+            self._reader = RevisionReader(self.client, directory)
         try:
-            self.revision = fetch_revision(self.client)
+            self.revision = self._reader.read()
         except PolicyUnavailable as exc:
             self.revision = None
             now = time.monotonic()

@@ -157,6 +157,7 @@ class OpaSupervisor:
     def __init__(
         self, opa_binary: Path, policy_dir: Path, directory: Path, name: str = "opa"
     ) -> None:
+        self.policy_dir = policy_dir
         self.socket_path = directory / f"{name}.sock"
         self.lock_path = directory / f"{name}.lock"
         self.pid_path = directory / f"{name}.pid"

@@ -7,6 +7,7 @@ own matchers. A request no route serves is refused before any policy is asked.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +89,24 @@ def logical_path(path: str, static_prefix: str = "") -> str:
 
 
 def classify(method: str, path: str, static_prefix: str, matcher: RouteMatcher) -> Action | None:
-    """None: no route serves this request (or the census lacks it): refuse it unasked."""
+    """None: no route serves this request (or the census lacks it): refuse it unasked.
+
+    Remembered per (method, path): the routes, the census and the UI answers are fixed once
+    the app is built, so the answer cannot change, and matching against Werkzeug's map was
+    1-2% of a loaded worker's time (py-spy, mixed benchmark). Bounded in entries and in
+    path length, since paths are the client's to choose (artifact paths are long and many:
+    matched each time); an `Action` is immutable and shared by the requests it classifies.
+    """
+    if len(path) > _REMEMBERED_PATH_LENGTH:
+        return _classify.__wrapped__(method, path, static_prefix, matcher)
+    return _classify(method, path, static_prefix, matcher)
+
+
+_REMEMBERED_PATH_LENGTH = 200
+
+
+@functools.lru_cache(maxsize=4096)
+def _classify(method: str, path: str, static_prefix: str, matcher: RouteMatcher) -> Action | None:
     logical = logical_path(path, static_prefix)
     if logical.startswith(PLUGIN_API):
         sub = logical[len(PLUGIN_API) :]
