@@ -302,6 +302,15 @@ def test_refusals_and_errors_read_as_mlflow_and_say_how_to_fix(world):
     )
     assert empty.status_code == 400, empty.text
     assert "experiment_id" in empty.json()["message"]
+    # more ids than resolution reads: still MLflow's own refusal, in MLflow's words
+    many = alice.call(
+        "POST",
+        "/2.0/mlflow/experiments/search-datasets",
+        prefix="/ajax-api",
+        json={"experiment_ids": [str(i) for i in range(1000)]},
+    )
+    assert many.status_code == 400, many.text
+    assert many.json()["message"].startswith("SearchDatasets request cannot specify more than")
 
 
 def test_new_work_goes_into_the_creators_project(world):

@@ -106,6 +106,10 @@ def authorise(pipeline: Pipeline, trail: Trail, authorization: list[bytes]) -> S
         request = pipeline.read(trail, body)
         if isinstance(request, ErrorResponse):
             return request
+        invalid = listings.mlflow_refusal(action.endpoint, request.params)
+        if invalid is not None:  # MLflow's own 400, in its words, before any id is read
+            trail.decision, trail.reasons = "deny", (invalid.reason(),)
+            return invalid
     resource = yield Blocking(pipeline.resource, (trail, body or b""), action.plugin_path is None)
     if isinstance(resource, ErrorResponse):
         return resource

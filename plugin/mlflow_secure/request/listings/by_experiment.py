@@ -58,23 +58,30 @@ def search_in_body(listing: ListingRequest) -> Rewrite | JsonReply | None:
     return Rewrite(body=_json_body_with(listing.params, names, readable))
 
 
-def search_dataset_records(listing: ListingRequest) -> Rewrite | JsonReply | None:
-    """The datasets logged to runs (`experiments/search-datasets`): MLflow's own refusal of a
-    request naming no or too many experiments comes first, so that narrowing never turns a
-    request MLflow refuses into an empty page, or into an answer."""
+def search_datasets_refusal(params: Mapping[str, Any]) -> JsonReply | None:
+    """MLflow's own refusal of `experiments/search-datasets` naming no or too many
+    experiments. It comes before anything else reads the ids (resolution bounds every list at
+    its own limit, narrowing would answer an empty page), so the client gets MLflow's 400."""
     names = ("experiment_ids", "experimentIds")
-    requested = next((listing.params[n] for n in names if n in listing.params), [])
-    if isinstance(requested, list):
-        count = len(requested)
-        if count == 0:
-            return _invalid("SearchDatasets request must specify at least one experiment_id.")
-        if count > DATASET_SEARCH_MAX_EXPERIMENTS:
-            return _invalid(
-                "SearchDatasets request cannot specify more than "
-                f"{DATASET_SEARCH_MAX_EXPERIMENTS} experiment_ids. Received {count} "
-                "experiment_ids."
-            )
-    return search_in_body(listing)
+    requested = next((params[n] for n in names if n in params), [])
+    if not isinstance(requested, list):
+        return None
+    count = len(requested)
+    if count == 0:
+        return _invalid("SearchDatasets request must specify at least one experiment_id.")
+    if count > DATASET_SEARCH_MAX_EXPERIMENTS:
+        return _invalid(
+            "SearchDatasets request cannot specify more than "
+            f"{DATASET_SEARCH_MAX_EXPERIMENTS} experiment_ids. Received {count} "
+            "experiment_ids."
+        )
+    return None
+
+
+def search_dataset_records(listing: ListingRequest) -> Rewrite | JsonReply | None:
+    """The datasets logged to runs (`experiments/search-datasets`); MLflow's refusals are
+    answered before this (listings.MLFLOW_REFUSALS), and again here for any other caller."""
+    return search_datasets_refusal(listing.params) or search_in_body(listing)
 
 
 def _invalid(message: str) -> JsonReply:
