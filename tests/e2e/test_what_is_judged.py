@@ -311,6 +311,37 @@ def test_refusals_and_errors_read_as_mlflow_and_say_how_to_fix(world):
     )
     assert many.status_code == 400, many.text
     assert many.json()["message"].startswith("SearchDatasets request cannot specify more than")
+    # a request naming no resource: MLflow's own 400, not "belongs to no project"
+    for method, path, options, message in (
+        (
+            "GET",
+            "/2.0/mlflow/metrics/get-history-bulk",
+            {"params": {"metric_key": "m"}},
+            "GetMetricHistoryBulk request must specify at least one run_id.",
+        ),
+        (
+            "POST",
+            "/2.0/mlflow/upload-artifact",
+            {"params": {"path": "a.txt"}},
+            "Request must specify run_uuid.",
+        ),
+        (
+            "POST",
+            "/2.0/mlflow/runs/log-inputs",
+            {"json": {"datasets": []}},
+            "Missing value for required parameter 'run_id'.",
+        ),
+        (
+            "POST",
+            "/2.0/mlflow/runs/create-promptlab-run",
+            {"json": {"experiment_id": "1"}},
+            "CreatePromptlabRun request must specify prompt_template.",
+        ),
+    ):
+        answer = alice.call(method, path, prefix="/ajax-api", **options)
+        assert answer.status_code == 400, (path, answer.text)
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert answer.json()["message"].startswith(message), answer.text
 
 
 def test_new_work_goes_into_the_creators_project(world):

@@ -240,24 +240,3 @@ def test_every_listing_of_the_census_is_narrowed_scoped_or_closed_on_purpose():
     assert treatment["closed"] == CLOSED_LISTINGS
     assert set(listings.NARROWERS) <= {s.endpoint for s in ROUTES.values() if s.listing}
     print({k: len(v) for k, v in treatment.items()})
-
-
-@pytest.mark.parametrize("count", [0, 21, 1000])
-def test_dataset_search_refusals_are_mlflows_own(store, count):
-    """No or too many experiment ids: MLflow's handler refuses before reading the store, and
-    the front door answers exactly that (never an empty page, never a narrowed answer)."""
-    import flask
-    from mlflow.protos.service_pb2 import SearchDatasets
-    from mlflow.server import handlers
-
-    ids = [str(i) for i in range(count)]
-    app = flask.Flask(__name__)
-    context = app.test_request_context(json={"experiment_ids": ids}, method="POST")
-    with context, pytest.raises(MlflowException) as raised:
-        handlers.search_datasets_impl(SearchDatasets(experiment_ids=ids))
-    reply = listings.narrow(
-        "mlflow.experiments.search_datasets",
-        request(store, lambda r: pytest.fail("asked the policy"), experiment_ids=ids),
-    )
-    assert reply.status == raised.value.get_http_status_code() == 400
-    assert json.loads(reply.body()) == json.loads(raised.value.serialize_as_json())

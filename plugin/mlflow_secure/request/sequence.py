@@ -18,7 +18,7 @@ from typing import Any
 from mlflow_secure.errors import ErrorResponse
 from mlflow_secure.identity.authenticator import AuthError
 from mlflow_secure.policy.client import PolicyUnavailable
-from mlflow_secure.request import listings, ui
+from mlflow_secure.request import listings, mlflow_refusals, ui
 from mlflow_secure.request.pipeline import BODY_TOO_LARGE, Pipeline, policy_down
 from mlflow_secure.request.trail import Trail
 
@@ -106,7 +106,7 @@ def authorise(pipeline: Pipeline, trail: Trail, authorization: list[bytes]) -> S
         request = pipeline.read(trail, body)
         if isinstance(request, ErrorResponse):
             return request
-        invalid = listings.mlflow_refusal(action.endpoint, request.params)
+        invalid = mlflow_refusals.refusal(action.endpoint, request.params)
         if invalid is not None:  # MLflow's own 400, in its words, before any id is read
             trail.decision, trail.reasons = "deny", (invalid.reason(),)
             return invalid

@@ -7,8 +7,7 @@ the policy with `"filtered": false`, which leaves it to administrators and audit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from mlflow_secure.request.listings import by_experiment, experiments, graphql, registry
 from mlflow_secure.request.listings.core import (
@@ -51,27 +50,13 @@ NARROWERS: dict[str, Narrower] = {
     "mlflow.model_versions.search": registry.search_model_versions,
 }
 
-# MLflow's own refusals of a listing request, answered before resolution or narrowing read
-# its ids (which would refuse it in other words, or answer an empty page).
-MLFLOW_REFUSALS: dict[str, Callable[[Mapping[str, Any]], JsonReply | None]] = {
-    "mlflow.experiments.search_datasets": by_experiment.search_datasets_refusal,
-}
-
-
-def mlflow_refusal(endpoint: str, params: Mapping[str, Any]) -> JsonReply | None:
-    check = MLFLOW_REFUSALS.get(endpoint)
-    return check(params) if check is not None else None
-
-
 __all__ = [
-    "MLFLOW_REFUSALS",
     "NARROWERS",
     "JsonReply",
     "ListingError",
     "ListingRequest",
     "Rewrite",
     "mlflow_error",
-    "mlflow_refusal",
     "narrow",
     "narrows",
 ]

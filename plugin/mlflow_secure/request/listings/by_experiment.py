@@ -13,16 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
-from mlflow_secure.request.listings.core import JsonReply, ListingRequest, Rewrite, mlflow_error
+from mlflow_secure.request.listings.core import JsonReply, ListingRequest, Rewrite
 from mlflow_secure.request.lookups import ResourceNotFound
 
 EMPTY_PAGE = JsonReply(200, b"{}")
 # MLflow's search_datasets_impl (handlers.py) refuses fewer than one or more than this many
 # experiment ids before it reads the store; test_listings checks these answers against it.
-DATASET_SEARCH_MAX_EXPERIMENTS = 20
 
 
 def readable_experiments(listing: ListingRequest, requested: Any) -> list[str] | None:
@@ -58,34 +54,10 @@ def search_in_body(listing: ListingRequest) -> Rewrite | JsonReply | None:
     return Rewrite(body=_json_body_with(listing.params, names, readable))
 
 
-def search_datasets_refusal(params: Mapping[str, Any]) -> JsonReply | None:
-    """MLflow's own refusal of `experiments/search-datasets` naming no or too many
-    experiments. It comes before anything else reads the ids (resolution bounds every list at
-    its own limit, narrowing would answer an empty page), so the client gets MLflow's 400."""
-    names = ("experiment_ids", "experimentIds")
-    requested = next((params[n] for n in names if n in params), [])
-    if not isinstance(requested, list):
-        return None
-    count = len(requested)
-    if count == 0:
-        return _invalid("SearchDatasets request must specify at least one experiment_id.")
-    if count > DATASET_SEARCH_MAX_EXPERIMENTS:
-        return _invalid(
-            "SearchDatasets request cannot specify more than "
-            f"{DATASET_SEARCH_MAX_EXPERIMENTS} experiment_ids. Received {count} "
-            "experiment_ids."
-        )
-    return None
-
-
 def search_dataset_records(listing: ListingRequest) -> Rewrite | JsonReply | None:
-    """The datasets logged to runs (`experiments/search-datasets`); MLflow's refusals are
-    answered before this (listings.MLFLOW_REFUSALS), and again here for any other caller."""
-    return search_datasets_refusal(listing.params) or search_in_body(listing)
-
-
-def _invalid(message: str) -> JsonReply:
-    return mlflow_error(MlflowException(message, error_code=INVALID_PARAMETER_VALUE))
+    """The datasets logged to runs (`experiments/search-datasets`). MLflow's refusals of no
+    or too many experiment ids were answered before (`request.mlflow_refusals`)."""
+    return search_in_body(listing)
 
 
 def search_in_query(listing: ListingRequest) -> Rewrite | JsonReply | None:

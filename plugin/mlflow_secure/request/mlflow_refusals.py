@@ -1,0 +1,134 @@
+"""MLflow's own refusals that its handlers make before they read any store, made here first.
+
+Resolution reads every id a request names, and a request that names none (or more than
+resolution reads) would be refused in the plugin's words: "this run belongs to no project",
+"names more than 100 resources". MLflow's clients and tests match on MLflow's words, and the
+request changes nothing either way, so these checks, a pure function of the request, answer
+first, exactly as the handler would (status, error code, message; a unit test compares each
+with the installed MLflow's handler). They run after the canonical reading and before
+resolution, and are recorded in the audit trail as refusals.
+
+Each entry mirrors one handler's checks, in the handler's order, up to the first one that
+needs the store; a check the handler makes later is left to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from mlflow_secure.request.listings.core import JsonReply, mlflow_error
+
+Check = Callable[[Mapping[str, Any]], str | None]  # the refusal's message, or None
+SEE_DOCS = " See the API docs for more information about request parameters."
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, list):
+        return len(value)
+    return 0 if value in (None, "") else 1
+
+
+def required(field: str) -> Check:
+    """`_get_request_message`'s `_assert_required`: absent, empty string or empty list."""
+    return lambda params: (
+        f"Missing value for required parameter '{field}'.{SEE_DOCS}"
+        if _count(params.get(field)) == 0
+        else None
+    )
+
+
+def given(field: str, message: str) -> Check:
+    """A handler's own `if not value: raise ...` (absent, empty, empty list)."""
+    return lambda params: message if _count(params.get(field)) == 0 else None
+
+
+def at_most(field: str, limit: int, message: str) -> Check:
+    """A list longer than `limit`; `{n}` in the message is its length."""
+
+    def check(params: Mapping[str, Any]) -> str | None:
+        count = _count(params.get(field))
+        return message.format(n=count) if count > limit else None
+
+    return check
+
+
+def _first_of(*names: str) -> Callable[[Check], Check]:
+    """A check of the first of several spellings the handler accepts (proto field aliases)."""
+
+    def wrap(check: Check) -> Check:
+        def aliased(params: Mapping[str, Any]) -> str | None:
+            name = next((n for n in names if n in params), names[0])
+            return check({names[0]: params.get(name)})
+
+        return aliased
+
+    return wrap
+
+
+_datasets = _first_of("experiment_ids", "experimentIds")
+_PROMPTLAB_FIELDS = (
+    "experiment_id",
+    "prompt_template",
+    "prompt_parameters",
+    "model_route",
+    "model_input",
+    "mlflow_version",
+)
+
+REFUSALS: dict[str, tuple[Check, ...]] = {
+    "mlflow.experiments.search_datasets": (
+        _datasets(
+            given(
+                "experiment_ids", "SearchDatasets request must specify at least one experiment_id."
+            )
+        ),
+        _datasets(
+            at_most(
+                "experiment_ids",
+                20,
+                "SearchDatasets request cannot specify more than 20 experiment_ids. "
+                "Received {n} experiment_ids.",
+            )
+        ),
+    ),
+    "mlflow.metrics.get_history_bulk": (
+        given("run_id", "GetMetricHistoryBulk request must specify at least one run_id."),
+        at_most(
+            "run_id",
+            100,
+            "GetMetricHistoryBulk request cannot specify more than 100 run_ids. "
+            "Received {n} run_ids.",
+        ),
+    ),
+    "mlflow.metrics.get_history_bulk_interval": (
+        required("run_ids"),
+        at_most(
+            "run_ids",
+            100,
+            "GetMetricHistoryBulkInterval request must specify at most 100 run_ids. "
+            "Received {n} run_ids." + SEE_DOCS,
+        ),
+    ),
+    "mlflow.runs.log_inputs": (required("run_id"),),
+    "mlflow.artifacts.upload": (
+        given("run_uuid", "Request must specify run_uuid."),
+        given("path", "Request must specify path."),
+    ),
+    "mlflow.runs.create_promptlab": tuple(
+        given(field, f"CreatePromptlabRun request must specify {field}.")
+        for field in _PROMPTLAB_FIELDS
+    ),
+}
+
+
+def refusal(endpoint: str, params: Mapping[str, Any]) -> JsonReply | None:
+    """MLflow's 400 for this request, if its handler refuses it before reading a store."""
+    for check in REFUSALS.get(endpoint, ()):
+        message = check(params)
+        if message is not None:
+            return mlflow_error(MlflowException(message, error_code=INVALID_PARAMETER_VALUE))
+    return None

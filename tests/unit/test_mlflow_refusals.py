@@ -1,0 +1,103 @@
+"""MLflow's own refusals, answered before resolution: the same status, code and message as the
+installed MLflow's handler gives for the same request (the handler runs here in a Flask
+request context; every case is refused before it would touch a store)."""
+
+import json
+from urllib.parse import urlencode
+
+import flask
+import pytest
+from mlflow.server import handlers
+
+from mlflow_secure.request import canonical, mlflow_refusals
+from mlflow_secure.request.census import ROUTES
+
+BULK = ("/api/2.0/mlflow/metrics/get-history-bulk", "GET")
+INTERVAL = ("/api/2.0/mlflow/metrics/get-history-bulk-interval", "GET")
+LOG_INPUTS = ("/api/2.0/mlflow/runs/log-inputs", "POST")
+UPLOAD = ("/api/2.0/mlflow/upload-artifact", "POST")
+PROMPTLAB = ("/api/2.0/mlflow/runs/create-promptlab-run", "POST")
+DATASETS = ("/api/2.0/mlflow/experiments/search-datasets", "POST")
+
+HANDLERS = {
+    BULK: handlers.get_metric_history_bulk_handler,
+    INTERVAL: handlers.get_metric_history_bulk_interval_handler,
+    LOG_INPUTS: handlers._log_inputs,
+    UPLOAD: handlers.upload_artifact_handler,
+    PROMPTLAB: handlers.create_promptlab_run_handler,
+    DATASETS: handlers._search_datasets_handler,
+}
+many = [f"id_{i}" for i in range(1000)]
+PROMPT = {"experiment_id": "123", "prompt_template": "t", "prompt_parameters": [{"key": "k"}]}
+REFUSED = [
+    (BULK, {"metric_key": "key"}, None),
+    (BULK, {"run_id": many, "metric_key": "key"}, None),
+    (INTERVAL, {"metric_key": "key"}, None),
+    (INTERVAL, {"run_ids": many, "metric_key": "key"}, None),
+    (LOG_INPUTS, {}, {"datasets": []}),
+    (UPLOAD, {}, None),
+    (UPLOAD, {"run_uuid": "r1"}, None),
+    (UPLOAD, {"run_uuid": "r1", "path": ""}, None),
+    (PROMPTLAB, {}, {}),
+    (PROMPTLAB, {}, {"experiment_id": "123"}),
+    (PROMPTLAB, {}, {"experiment_id": "123", "prompt_template": "t"}),
+    (PROMPTLAB, {}, PROMPT),
+    (PROMPTLAB, {}, {**PROMPT, "model_route": "r"}),
+    (PROMPTLAB, {}, {**PROMPT, "model_route": "r", "model_input": "i"}),
+    (DATASETS, {}, {}),
+    (DATASETS, {}, {"experiment_ids": [str(i) for i in range(21)]}),
+    (DATASETS, {}, {"experimentIds": [str(i) for i in range(1000)]}),
+]
+# Requests MLflow's handler takes on to the store: nothing is answered early.
+PASSED_ON = [
+    (BULK, {"run_id": ["r1"], "metric_key": "key"}, None),
+    (BULK, {"run_id": ["r1"]}, None),  # the missing metric_key is the handler's to refuse
+    (INTERVAL, {"run_ids": ["r1", "r2"], "metric_key": "key"}, None),
+    (LOG_INPUTS, {}, {"run_id": "r1"}),
+    (UPLOAD, {"run_uuid": "r1", "path": "a.txt"}, None),
+    (PROMPTLAB, {}, {**PROMPT, "model_route": "r", "model_input": "i", "mlflow_version": "3"}),
+    (DATASETS, {}, {"experiment_ids": ["1", "2"]}),
+]
+
+
+def _query(params):
+    return urlencode(params, doseq=True).encode()
+
+
+def _ours(key, params, body):
+    raw = json.dumps(body).encode() if body is not None else None
+    reads_json = canonical.reads_body(ROUTES[key], key[1], "application/json")
+    request = canonical.read(
+        ROUTES[key], key, key[1], _query(params), raw if reads_json else None, {}
+    )
+    return mlflow_refusals.refusal(ROUTES[key].endpoint, request.params)
+
+
+def _mlflows(key, params, body):
+    app = flask.Flask(__name__)
+    options = {"json": body} if body is not None else {}
+    path, method = key
+    with app.test_request_context(
+        path, method=method, query_string=_query(params).decode(), **options
+    ):
+        response = HANDLERS[key]()
+    return response.status_code, json.loads(response.get_data())
+
+
+@pytest.mark.parametrize(("key", "params", "body"), REFUSED)
+def test_refused_in_mlflows_words(key, params, body):
+    status, payload = _mlflows(key, params, body)
+    assert status == 400, payload  # the case is one MLflow refuses before any store
+    ours = _ours(key, params, body)
+    assert ours is not None
+    assert (ours.status, json.loads(ours.body())) == (status, payload)
+
+
+@pytest.mark.parametrize(("key", "params", "body"), PASSED_ON)
+def test_requests_mlflow_takes_on_are_not_answered_early(key, params, body):
+    assert _ours(key, params, body) is None
+
+
+def test_every_entry_is_a_census_endpoint():
+    endpoints = {spec.endpoint for spec in ROUTES.values()}
+    assert set(mlflow_refusals.REFUSALS) <= endpoints
