@@ -6,6 +6,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -89,8 +90,9 @@ def test_the_watcher_refreshes_in_the_background(engine, policies):
 
 
 def test_modules_are_read_again_only_when_the_files_change(engine, policies, monkeypatch):
-    """The 275 kB module listing is not read every refresh: only after an edit (for a settling
-    time) and at least every FULL_READ_SECONDS; the data is read every time."""
+    """The 275 kB module listing is not read every refresh: only while the modules on disk
+    differ from what OPA served at the last full read, and at least every FULL_READ_SECONDS;
+    the data is read every time."""
     first = engine.refresh_revision()
     reader = engine._reader
     full = reader.full_reads
@@ -102,12 +104,58 @@ def test_modules_are_read_again_only_when_the_files_change(engine, policies, mon
     authz.write_text(authz.read_text() + "\n# reviewed again\n")
     assert wait_until(lambda: engine.refresh_revision() not in (first, None))
     assert reader.full_reads > full
-
     second, full = engine.revision, reader.full_reads
-    monkeypatch.setattr(revision, "SETTLE_SECONDS", 0.0)
+    assert engine.refresh_revision() == second
+    assert reader.full_reads == full  # disk and served agree again
+
     monkeypatch.setattr(revision, "FULL_READ_SECONDS", 0.0)
     assert engine.refresh_revision() == second
-    assert reader.full_reads == full + 1  # the backstop reads in full whatever the files say
+    assert reader.full_reads == full + 1  # the backstop reads in full whatever the disk says
+
+
+class _LateOpa:
+    """An OPA that reloads whenever the test says, not when the files change: what a managed
+    OPA does after a symlink swap (it watches the old target) until some other event."""
+
+    def __init__(self, served):
+        self.served = served
+        self.listings = 0
+
+    def read_sync(self, path, timeout=None):
+        if path == revision.POLICIES_PATH:
+            self.listings += 1
+            return {"result": [{"raw": source} for source in self.served]}
+        return {"result": {"default_classification": "internal"}}
+
+
+def test_an_opa_that_reloads_late_is_caught_at_its_next_refresh(tmp_path, monkeypatch):
+    """Attacker finding: with "files unchanged since the edit" as the signal, an OPA that
+    reloaded an edit only later kept its old revision (and pushed-down listings their old
+    condition) for up to a minute while its decisions followed the new policy."""
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    module = directory / "authz.rego"
+    module.write_text("package mlflow.authz\n\nx := 1\n")
+    clock = [1000.0]
+    monkeypatch.setattr(revision, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    opa = _LateOpa([module.read_text()])
+    reader = revision.RevisionReader(opa, directory)
+    old = reader.read()
+    assert reader.read() == old
+    assert opa.listings == 1  # disk == served: data only
+
+    module.write_text("package mlflow.authz\n\nx := 2\n")  # edited; OPA has not reloaded
+    for _ in range(3):  # seconds apart, long after the edit: read in full, still the old one
+        clock[0] += 8.0
+        assert reader.read() == old
+    assert opa.listings == 4
+
+    opa.served = [module.read_text()]  # OPA reloads, late
+    clock[0] += 2.0
+    new = reader.read()
+    assert new != old  # at the very next refresh
+    assert reader.read() == new
+    assert opa.listings == 5  # and data only again
 
 
 def test_opa_status_shows_the_revision(engine):
