@@ -33,6 +33,30 @@ def _clean_secure_env(monkeypatch: pytest.MonkeyPatch, opa_binary: Path) -> None
     monkeypatch.setenv("MLFLOW_SECURE_OPA_BINARY", str(opa_binary))
 
 
+# MLflow's tracking and registry URIs as the developer's shell set them (normally unset).
+_SESSION_URIS = {
+    name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+}
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's in-process handlers make their store the process's tracking URI (a module
+    global and MLFLOW_TRACKING_URI, `handlers._get_tracking_store`), also from module-scoped
+    fixtures: every test starts from the session's URIs, so a test that ran MLflow's app
+    in-process cannot send a later test's stock client to a SQL store instead of its server."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    for name, value in _SESSION_URIS.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    monkeypatch.setattr(registry_utils, "_registry_uri", None)
+
+
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from tests.support.postgres import ensure_postgres_installed, start_postgres
