@@ -93,7 +93,10 @@ def _editor_key(secure: servers.Server) -> str:
     ):
         secure.api("POST", API + path, admin, json=body).raise_for_status()
     response = secure.api(
-        "POST", API + "keys/create", admin, json={"principal": "editor", "scopes": ["read", "write"]}
+        "POST",
+        API + "keys/create",
+        admin,
+        json={"principal": "editor", "scopes": ["read", "write"]},
     )
     response.raise_for_status()
     return response.json()["key"]
@@ -149,7 +152,9 @@ def _workloads() -> dict[str, Callable[[Target, int, int], list[Call]]]:
     }
 
 
-def _load(target: Target, calls: Callable[[Target, int, int], list[Call]], duration: float) -> Round:
+def _load(
+    target: Target, calls: Callable[[Target, int, int], list[Call]], duration: float
+) -> Round:
     stop = time.monotonic() + duration
     lock = threading.Lock()
     latencies: list[float] = []

@@ -207,9 +207,9 @@ class AuditLog:
 
     def _drain(self, block: bool) -> list[AuditEvent]:
         """The next batch: the first event (waited for when `block`), then, after `linger`
-        (not when a full batch is queued already), whatever else is queued. The writer sleeps through the linger instead of waking for
-        each event: a wake-up per request was a GIL hand-off per request (py-spy, under the
-        mixed benchmark), and the batch is the same."""
+        (not when a full batch is queued already), whatever else is queued. The writer sleeps
+        through the linger instead of waking for each event: a wake-up per request was a GIL
+        hand-off per request (py-spy, under the mixed benchmark), and the batch is the same."""
         events: list[AuditEvent] = []
         try:
             if block:
