@@ -1,6 +1,7 @@
 """The policy revision, read from a real managed OPA that reloads edited policies (--watch)."""
 
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -156,6 +157,63 @@ def test_an_opa_that_reloads_late_is_caught_at_its_next_refresh(tmp_path, monkey
     assert new != old  # at the very next refresh
     assert reader.read() == new
     assert opa.listings == 5  # and data only again
+
+
+def test_a_module_added_and_moved_away_between_refreshes_is_still_seen(tmp_path, monkeypatch):
+    """Attacker finding: OPA keeps serving a module whose directory was moved away (it
+    unloads only paths an event names), so disk == last served is no proof that OPA serves
+    what it served then; the tree changed, so the listing is read."""
+    monkeypatch.setattr(revision, "time", SimpleNamespace(monotonic=lambda: 1000.0))
+    directory = tmp_path / "policies"
+    (directory / "staging").mkdir(parents=True)
+    module = directory / "authz.rego"
+    module.write_text("package mlflow.authz\n\nx := 1\n")
+    opa = _LateOpa([module.read_text()])
+    reader = revision.RevisionReader(opa, directory)
+    old = reader.read()
+    assert reader.read() == old
+    assert opa.listings == 1
+
+    grant = directory / "staging" / "grant.rego"
+    grant.write_text("package mlflow.authz\n\ny := 1\n")
+    opa.served = [module.read_text(), grant.read_text()]  # OPA loaded it ...
+    (directory / "staging").rename(tmp_path / "parked")  # ... and keeps it once moved away
+    assert reader.read() != old  # the tree changed: read in full
+    for _ in range(3):  # disk never equals what OPA serves again: every refresh reads in full
+        reader.read()
+    assert opa.listings == 5
+
+
+def test_trees_that_cannot_be_compared_are_read_in_full_without_hanging(tmp_path):
+    """Attacker finding: 1,000 nested directories raised RecursionError in the watcher thread
+    (the revision then stayed frozen); a FIFO named like a module, or a link cycle, hung it."""
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    module = directory / "authz.rego"
+    module.write_text("package mlflow.authz\n\nx := 1\n")
+    opa = _LateOpa([module.read_text()])
+    reader = revision.RevisionReader(opa, directory)
+    reader.read()
+    os.makedirs(os.path.join(directory, *["a"] * 200))
+    os.mkfifo(directory / "pipe.rego")
+    (directory / "loop").symlink_to(".")
+    for _ in range(2):
+        reader.read()  # returns: neither RecursionError nor a blocked read of the FIFO
+    assert opa.listings == 3  # read in full each time
+    assert revision._disk_sources(directory) is None
+
+
+def test_the_watcher_survives_what_the_reader_raises(engine, caplog):
+    engine.refresh_revision()
+
+    def broken():
+        raise RecursionError("maximum recursion depth exceeded")
+
+    engine._reader.read = broken
+    with caplog.at_level(logging.WARNING, logger="mlflow_secure.policy.engine"):
+        assert engine.refresh_revision() is None  # unknown: nothing is cached under it
+    assert engine.revision is None
+    assert "RecursionError" in caplog.text
 
 
 def test_opa_status_shows_the_revision(engine):

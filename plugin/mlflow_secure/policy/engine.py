@@ -116,12 +116,13 @@ class PolicyEngine:
             self._reader = RevisionReader(self.client, directory)
         try:
             self.revision = self._reader.read()
-        except PolicyUnavailable as exc:
+        except Exception as exc:  # never the watcher's end: unknown, and said why
             self.revision = None
             now = time.monotonic()
             if now - self._revision_logged_at >= PROBLEM_LOG_SECONDS:
                 self._revision_logged_at = now
-                _logger.warning("cannot read the policy revision: %s", exc)
+                problem = exc if isinstance(exc, PolicyUnavailable) else repr(exc)
+                _logger.warning("cannot read the policy revision: %s", problem)
             return None
         if previous is not None and self.revision != previous:
             _logger.info("policy revision is now %s (was %s)", self.revision, previous)

@@ -19,13 +19,16 @@ background instead (see ``PolicyEngine.watch_revision``).
 Even in the background, that read every two seconds in every worker was 3% of a loaded
 worker's time (275 kB of JSON per read, measured with py-spy under the mixed benchmark), and
 as much again in OPA. `RevisionReader` therefore skips the module listing of a managed OPA
-while the modules on disk (``policy_files``, read locally: ~0.3 ms) are exactly the sources
-OPA served at the last full read. Whenever they differ it reads in full on every refresh, so
-an OPA that reloads late (it reloads on any event in the directories it watches, which after
-a symlink swap or a new subdirectory are not the ones on disk) is caught at its next refresh,
-however late; an edit OPA rejects keeps it reading in full, as before. OPA serves what it read
-from disk, so while disk and served agree no reload can change what it serves. At least every
-``FULL_READ_SECONDS`` the listing is read whatever the disk says. ``data.mlflow`` is read
+only while nothing in its directory changed since the last full read (`tree_signature`:
+every directory and file, ignored ones included, with their times) **and** the modules on
+disk (read locally: ~0.3 ms) are exactly the sources OPA served then. Whenever either
+differs it reads in full on every refresh, so an OPA that reloads late (it reloads on any
+event in the directories it watches, which after a symlink swap or a new subdirectory are not
+the ones on disk) is caught at its next refresh, however late; so is a module added and moved
+away between two refreshes, which OPA keeps serving (it unloads only paths named by an event:
+the modules on disk then never equal the served ones again, and every refresh reads in full);
+an edit OPA rejects keeps it reading in full, as before. At least every ``FULL_READ_SECONDS``
+the listing is read whatever the disk says. ``data.mlflow`` is read
 every time. An external OPA gives no such signal: its modules are read every time.
 """
 
@@ -34,9 +37,11 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
+import stat
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +58,10 @@ FETCH_TIMEOUT = 5.0
 IGNORED = ("*_test.rego", ".*")
 # The module listing is read at least this often, whatever the files on disk say.
 FULL_READ_SECONDS = 30.0
+# A policy tree larger or deeper than this is not compared with what OPA serves (the listing
+# is read in full instead).
+MAX_TREE_ENTRIES = 10_000
+MAX_TREE_DEPTH = 64
 
 
 def revision_of(module_sources: Iterable[str], data: Any) -> str:
@@ -104,11 +113,24 @@ def fetch_revision(client: DecisionClient) -> str:
     return _read_all(client)[0]
 
 
+def _read_module(path: Path) -> str:
+    """A module's source; OSError unless it is a regular file (a FIFO named `x.rego` must not
+    hang the watcher)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read().decode("utf-8")
+    finally:
+        os.close(fd)
+
+
 def _disk_sources(directory: Path) -> list[str] | None:
     """The sorted sources of the modules a managed OPA serving `directory` loads; None when
     they cannot be read (treated as a difference)."""
     try:
-        return sorted(path.read_bytes().decode("utf-8") for path in policy_files(directory))
+        return sorted(_read_module(path) for path in policy_files(directory))
     except (OSError, UnicodeDecodeError):
         return None
 
@@ -124,28 +146,30 @@ class RevisionReader:
     client: DecisionClient
     directory: Path | None = None
     _served: list[str] | None = None  # sorted sources OPA served at the last full read
+    _signature: Any = None  # the tree as it was just before that read
     _read_at: float = field(default=float("-inf"))
     full_reads: int = 0
 
-    def _listing_needed(self, now: float) -> bool:
-        if self.directory is None or self._served is None:
+    def _listing_needed(self, now: float, signature: Any) -> bool:
+        if self.directory is None or self._served is None or signature is None:
             return True
-        if now - self._read_at >= FULL_READ_SECONDS:
+        if now - self._read_at >= FULL_READ_SECONDS or signature != self._signature:
             return True
         return _disk_sources(self.directory) != self._served
 
     def read(self) -> str:
         """The revision OPA serves now; PolicyUnavailable when it cannot be told."""
         now = time.monotonic()
+        signature = tree_signature(self.directory) if self.directory is not None else None
         try:
-            if not self._listing_needed(now):
+            if not self._listing_needed(now, signature):
                 assert self._served is not None
                 return revision_of(self._served, _data(self.client))
             revision, sources = _read_all(self.client)
         except BaseException:
             self._served = None  # whatever OPA serves after a failure is read in full
             raise
-        self._served, self._read_at = sorted(sources), now
+        self._served, self._signature, self._read_at = sorted(sources), signature, now
         self.full_reads += 1
         return revision
 
@@ -154,17 +178,64 @@ def _ignored(name: str) -> bool:
     return any(fnmatch.fnmatch(name, pattern) for pattern in IGNORED)
 
 
-def policy_files(directory: Path) -> list[Path]:
-    """The ``.rego`` files the managed OPA loads from `directory` (tests and dotfiles skipped)."""
-    found: list[Path] = []
-    for path in sorted(directory.iterdir()):
-        if _ignored(path.name):
+def _walk(directory: Path, skip_ignored: bool) -> Iterator[tuple[str, list[str]]]:
+    """(directory, its file names) below `directory`, symbolic links followed, each directory
+    once (a link cycle is not a loop), sorted, depth first. Iterative (Python 3.11's os.walk
+    recurses); OSError past MAX_TREE_DEPTH levels or MAX_TREE_ENTRIES entries."""
+    seen: set[tuple[int, int]] = set()
+    entries = 0
+    stack = [(str(directory), 0)]
+    while stack:
+        root, depth = stack.pop()
+        info = os.stat(root)
+        if (info.st_dev, info.st_ino) in seen:
             continue
-        if path.is_dir():
-            found.extend(policy_files(path))
-        elif path.suffix == ".rego":
-            found.append(path)
-    return found
+        seen.add((info.st_dev, info.st_ino))
+        if depth > MAX_TREE_DEPTH:
+            raise OSError(f"{directory} is more than {MAX_TREE_DEPTH} directories deep")
+        directories, files = [], []
+        with os.scandir(root) as found:
+            for entry in found:
+                if skip_ignored and _ignored(entry.name):
+                    continue
+                (directories if entry.is_dir() else files).append(entry.name)
+        entries += len(directories) + len(files) + 1
+        if entries > MAX_TREE_ENTRIES:
+            raise OSError(f"more than {MAX_TREE_ENTRIES} entries below {directory}")
+        yield root, sorted(files)
+        stack.extend((os.path.join(root, name), depth + 1) for name in sorted(directories)[::-1])
+
+
+def policy_files(directory: Path) -> list[Path]:
+    """The ``.rego`` files the managed OPA loads from `directory` (tests and dotfiles skipped).
+
+    Iterative, links followed once: a deep or cyclic tree raises OSError instead of
+    exhausting the stack or looping (attacker finding: 1,000 nested directories killed the
+    revision watcher with a RecursionError)."""
+    return [
+        Path(root) / name
+        for root, files in _walk(directory, skip_ignored=True)
+        for name in files
+        if name.endswith(".rego")
+    ]
+
+
+def tree_signature(directory: Path) -> tuple[tuple[str, int, int, int, int], ...] | None:
+    """Every directory and file below `directory`, ignored ones included, as (path, inode,
+    size, modification and change times): what OPA's watch reacts to. A file created and
+    removed, or a directory moved away, between two looks changes its parent's times. None
+    when the tree cannot be read (treated as a change)."""
+    entries: list[tuple[str, int, int, int, int]] = []
+    try:
+        for root, files in _walk(directory, skip_ignored=False):
+            for path in (root, *(os.path.join(root, name) for name in files)):
+                info = os.stat(path)
+                entries.append(
+                    (path, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+                )
+    except OSError:
+        return None
+    return tuple(entries)
 
 
 def directory_revision(opa_binary: Path, directory: Path) -> str:
