@@ -28,8 +28,8 @@ the ones on disk) is caught at its next refresh, however late; so is a module ad
 away between two refreshes, which OPA keeps serving (it unloads only paths named by an event:
 the modules on disk then never equal the served ones again, and every refresh reads in full);
 an edit OPA rejects keeps it reading in full, as before. At least every ``FULL_READ_SECONDS``
-the listing is read whatever the disk says. ``data.mlflow`` is read
-every time. An external OPA gives no such signal: its modules are read every time.
+the listing is read whatever the disk says. ``data.mlflow`` is read every time. An external
+OPA gives no such signal: its modules are read every time.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ with the installed MLflow's handler). They run after the canonical reading and b
 resolution, and are recorded in the audit trail as refusals.
 
 Each entry mirrors one handler's checks, in the handler's order, up to the first one that
-needs the store; a check the handler makes later is left to it.
+needs the store; a check the handler makes later is left to it. Field names are proto names:
+the canonical reading has folded their JSON aliases (`experimentIds`) already.
 """
 
 from __future__ import annotations
@@ -56,20 +57,6 @@ def at_most(field: str, limit: int, message: str) -> Check:
     return check
 
 
-def _first_of(*names: str) -> Callable[[Check], Check]:
-    """A check of the first of several spellings the handler accepts (proto field aliases)."""
-
-    def wrap(check: Check) -> Check:
-        def aliased(params: Mapping[str, Any]) -> str | None:
-            name = next((n for n in names if n in params), names[0])
-            return check({names[0]: params.get(name)})
-
-        return aliased
-
-    return wrap
-
-
-_datasets = _first_of("experiment_ids", "experimentIds")
 _PROMPTLAB_FIELDS = (
     "experiment_id",
     "prompt_template",
@@ -81,18 +68,12 @@ _PROMPTLAB_FIELDS = (
 
 REFUSALS: dict[str, tuple[Check, ...]] = {
     "mlflow.experiments.search_datasets": (
-        _datasets(
-            given(
-                "experiment_ids", "SearchDatasets request must specify at least one experiment_id."
-            )
-        ),
-        _datasets(
-            at_most(
-                "experiment_ids",
-                20,
-                "SearchDatasets request cannot specify more than 20 experiment_ids. "
-                "Received {n} experiment_ids.",
-            )
+        given("experiment_ids", "SearchDatasets request must specify at least one experiment_id."),
+        at_most(
+            "experiment_ids",
+            20,
+            "SearchDatasets request cannot specify more than 20 experiment_ids. "
+            "Received {n} experiment_ids.",
         ),
     ),
     "mlflow.metrics.get_history_bulk": (

@@ -31,7 +31,8 @@ NARROWERS: dict[str, Narrower] = {
     "mlflow.runs.search": by_experiment.search_in_body,
     "mlflow.graphql.query": graphql.narrow,
     "mlflow.logged_models.search": by_experiment.search_in_body,
-    "mlflow.experiments.search_datasets": by_experiment.search_dataset_records,
+    # MLflow's refusals of no or too many ids come before (request/mlflow_refusals.py)
+    "mlflow.experiments.search_datasets": by_experiment.search_in_body,
     "mlflow.traces.search_v2": by_experiment.search_in_query,
     "mlflow.traces.search": by_experiment.search_trace_locations,
     "mlflow.traces.batch_get": by_experiment.batch_get_traces,

@@ -17,8 +17,6 @@ from mlflow_secure.request.listings.core import JsonReply, ListingRequest, Rewri
 from mlflow_secure.request.lookups import ResourceNotFound
 
 EMPTY_PAGE = JsonReply(200, b"{}")
-# MLflow's search_datasets_impl (handlers.py) refuses fewer than one or more than this many
-# experiment ids before it reads the store; test_listings checks these answers against it.
 
 
 def readable_experiments(listing: ListingRequest, requested: Any) -> list[str] | None:
@@ -52,12 +50,6 @@ def search_in_body(listing: ListingRequest) -> Rewrite | JsonReply | None:
     if not readable:
         return EMPTY_PAGE
     return Rewrite(body=_json_body_with(listing.params, names, readable))
-
-
-def search_dataset_records(listing: ListingRequest) -> Rewrite | JsonReply | None:
-    """The datasets logged to runs (`experiments/search-datasets`). MLflow's refusals of no
-    or too many experiment ids were answered before (`request.mlflow_refusals`)."""
-    return search_in_body(listing)
 
 
 def search_in_query(listing: ListingRequest) -> Rewrite | JsonReply | None:
