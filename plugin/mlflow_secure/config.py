@@ -111,11 +111,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "decision_cache_ttl",
         _parse_non_negative_float,
-        0.0,
-        "Seconds a policy decision may be reused for a request with the same input (request "
-        "time aside) under the same policy revision; `0` turns the cache off. A cached "
-        "decision is also served just after OPA goes down, until the policy revision is "
-        "found unreadable (within 2 s).",
+        30.0,
+        "Seconds a policy answer may be reused for a request with the same input (request "
+        "time aside) under the same policy revision; `0` turns reuse off. Never reused: "
+        "answers of a policy that reads the time, calls a nondeterministic built-in or reads "
+        "data outside data.mlflow; any answer while the managed OPA is not running or the "
+        "revision cannot be read. A policy change reaches reused answers within 2 s.",
     ),
     Setting(
         "opa_timeout",
@@ -271,7 +272,7 @@ class Settings:
     opa_binary: str | None = None
     policy_dir: str | None = None
     shadow_policy_dir: str | None = None
-    decision_cache_ttl: float = 0.0
+    decision_cache_ttl: float = 30.0
     opa_timeout: float = 0.5
     opa_startup_timeout: float = 30.0
     runtime_dir: str | None = None

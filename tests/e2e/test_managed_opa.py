@@ -169,9 +169,14 @@ def test_external_opa(tmp_path, opa_binary):
     try:
         assert health(server) == 200
         assert server.opa_pids() == []  # nothing managed when an external OPA is configured
+        admin = server.admin_key()
+        repeated = "/api/2.0/mlflow/experiments/get?experiment_id=0"
+        assert server.api("GET", repeated, admin).status_code == 200
         opa.kill()
         opa.wait()
         assert wait_until(lambda: health(server) == 503, timeout=10)
+        # A reused decision lasts until the worker's revision watcher fails (every 2 s).
+        assert wait_until(lambda: server.api("GET", repeated, admin).status_code == 503, 5)
         assert server.post("/api/2.0/mlflow/experiments/create", json={}).status_code == 401
         opa = run_opa()
         assert wait_until(lambda: health(server) == 200, timeout=20)
@@ -180,32 +185,95 @@ def test_external_opa(tmp_path, opa_binary):
         opa.kill()
 
 
-def test_the_optional_decision_cache_answers_repeats_and_nothing_else(tmp_path, opa_binary):
-    """With MLFLOW_SECURE_DECISION_CACHE_TTL, a repeated request reuses its decision, even
-    just after OPA went down (the documented price); any other request fails closed, and so
-    does the repeat once the worker notices that the policy revision cannot be read."""
+def _opa_decisions(server) -> float:
+    """How many decisions and filters OPA has answered (its Prometheus counter of POSTs to
+    /v1/data, read over the managed OPA's private socket)."""
+    (socket_path,) = server.runtime_dir.rglob("opa.sock")
+    transport = httpx.HTTPTransport(uds=str(socket_path))
+    with httpx.Client(transport=transport, base_url="http://opa") as client:
+        metrics = client.get("/metrics").text
+    counted = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("http_request_duration_seconds_count{")
+        and 'handler="v1/data"' in line
+        and 'method="post"' in line
+    ]
+    return sum(counted)
+
+
+def test_decisions_are_reused_by_default_and_never_past_the_managed_opas_death(
+    tmp_path, opa_binary
+):
+    """Nothing configured: a repeated request reuses its decision (OPA is not asked again),
+    another request is decided afresh, and once OPA is killed the repeat fails closed at
+    once, without waiting for the revision watcher."""
     binary = tmp_path / "bin" / "opa"
     binary.parent.mkdir()
     shutil.copy2(opa_binary, binary)
-    server = servers.start(
-        tmp_path,
-        env={"MLFLOW_SECURE_OPA_BINARY": str(binary), "MLFLOW_SECURE_DECISION_CACHE_TTL": "60"},
-    )
+    server = servers.start(tmp_path, env={"MLFLOW_SECURE_OPA_BINARY": str(binary)})
     try:
         admin = server.admin_key()
-        cached = "/api/2.0/mlflow/experiments/get?experiment_id=0"
-        assert server.api("GET", cached, admin).status_code == 200
+        repeated = "/api/2.0/mlflow/experiments/get?experiment_id=0"
+        assert server.api("GET", repeated, admin).status_code == 200
+        asked = _opa_decisions(server)
+        for _ in range(5):
+            assert server.api("GET", repeated, admin).status_code == 200
+        assert _opa_decisions(server) == asked
+        other = "/api/2.0/mlflow/experiments/search?max_results=1"
+        assert server.api("GET", other, admin).status_code == 200
+        assert _opa_decisions(server) > asked
         binary.rename(binary.with_name("opa.hidden"))
         (pid,) = server.opa_pids()
         os.kill(pid, signal.SIGKILL)
         assert wait_until(lambda: server.opa_pids() == [])
-        assert server.api("GET", cached, admin).status_code == 200  # decided a moment ago
-        fresh = server.api("GET", "/api/2.0/mlflow/experiments/search?max_results=1", admin)
-        assert fresh.status_code == 503
-        # Once the worker finds the policy revision unreadable (within 2 s), the cache is
-        # not consulted any more: the repeat fails closed too.
-        assert wait_until(lambda: server.api("GET", cached, admin).status_code == 503, 10)
-        assert health(server) == 503
+        assert server.api("GET", repeated, admin).status_code == 503  # decided a moment ago
+        assert server.api("GET", other, admin).status_code == 503
+    finally:
+        server.interrupt()
+
+
+CLOCK_RULE = """package mlflow.authz
+
+import rego.v1
+
+# Bob may read the Default experiment until a deadline: an answer that changes with time.
+allow if {
+	input.subject.id == "bob"
+	input.action.endpoint == "mlflow.experiments.get"
+	time.now_ns() < %d
+}
+"""
+
+
+def test_a_policy_that_reads_the_clock_is_asked_every_time(tmp_path):
+    """A rule calling time.now_ns can answer the same input differently a moment later: the
+    server finds it in the loaded modules and stops reusing decisions, so a grant that
+    expires is refused at once, not when a reused allow would have expired."""
+    policies = tmp_path / "policies"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "rego", policies)
+    (tmp_path / "server").mkdir()
+    server = servers.start(tmp_path / "server", env={"MLFLOW_SECURE_POLICY_DIR": str(policies)})
+    try:
+        admin = server.admin_key()
+        api = "/api/2.0/mlflow-secure/"
+        created = server.api("POST", api + "users/create", admin, json={"name": "bob"})
+        assert created.status_code == 200, created.text
+        asked = {"principal": "bob", "scopes": ["read"]}
+        made = server.api("POST", api + "keys/create", admin, json=asked)
+        bob = made.json()["key"]
+        read = "/api/2.0/mlflow/experiments/get?experiment_id=0"
+        assert server.api("GET", read, bob).status_code == 403  # no rule lets him yet
+        deadline = time.time() + 8
+        hidden = policies / "mlflow" / "authz" / ".clock.rego"
+        hidden.write_text(CLOCK_RULE % int(deadline * 1e9))
+        hidden.rename(hidden.with_name("clock.rego"))
+        assert wait_until(lambda: server.api("GET", read, bob).status_code == 200, 10)
+        assert wait_until(lambda: "calls time.now_ns" in server.log(), 10), server.log()[-2000:]
+        while time.time() < deadline:
+            assert server.api("GET", read, bob).status_code == 200
+            time.sleep(0.2)
+        assert server.api("GET", read, bob).status_code == 403  # the grant ran out: refused
     finally:
         server.interrupt()
 
@@ -304,7 +372,10 @@ def test_an_opa_slower_than_the_timeout_is_waited_for_not_refused(tmp_path, opa_
     front = _Front(handler)
     threading.Thread(target=front.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{front.server_address[1]}"
-    server = servers.start(tmp_path, env={"MLFLOW_SECURE_OPA_URL": url})
+    # Every decision goes to OPA: reused ones would neither wait nor, for up to 2 s after
+    # an external OPA goes away, be refused (the documented window of decision reuse).
+    env = {"MLFLOW_SECURE_OPA_URL": url, "MLFLOW_SECURE_DECISION_CACHE_TTL": "0"}
+    server = servers.start(tmp_path, env=env)
     try:
         admin = server.admin_key()
         paths = ["/api/2.0/mlflow-secure/whoami", "/api/2.0/mlflow/experiments/search"] * 4

@@ -45,3 +45,15 @@ def test_entries_expire_and_are_counted():
     assert (cache.hits, cache.misses) == (1, 2)
     cache.put(None, "ignored")
     assert cache.get(None) is None
+
+
+def test_filters_have_keys_of_their_own_and_large_ones_are_not_kept():
+    from mlflow_secure.policy.decision_cache import FILTER, MAX_KEY_CHARS
+
+    listing = {k: INPUT[k] for k in ("subject", "action")}
+    listing["resources"] = [{"type": "experiment", "id": "1", "project": "fraud"}]
+    as_filter = DecisionCache.key(listing, "sha256:a", FILTER)
+    assert as_filter is not None
+    assert as_filter != DecisionCache.key(listing, "sha256:a")
+    many = [{"type": "experiment", "id": str(i)} for i in range(MAX_KEY_CHARS // 20)]
+    assert DecisionCache.key({**listing, "resources": many}, "sha256:a", FILTER) is None

@@ -63,11 +63,15 @@ class FakeClient:
 
 
 class FakeEngine:
-    revision = "sha256:0123456789abcdef"
+    revision = reusable = "sha256:0123456789abcdef"
 
-    def __init__(self, problem=None, **client):
+    def __init__(self, problem=None, running=True, **client):
         self._problem = problem
+        self.running = running
         self.client = FakeClient(**client)
+
+    def still_running(self):
+        return self.running
 
     async def problem(self):
         return self._problem
@@ -442,6 +446,51 @@ def test_the_decision_cache_saves_identical_decisions_and_never_caches_an_outage
         _, sent = call_asgi(SecureASGIMiddleware(None, front), dict(scope))
         assert sent[0]["status"] == 503
     assert len(down.client.inputs) == 2  # an unavailable OPA is asked again, never cached
+
+
+def test_a_decision_is_not_reused_while_opa_is_down_or_its_policy_unrepeatable(identity, config):
+    """The cached allow is there, but a managed OPA that is not running refuses at once,
+    and a policy whose answers may not be reused (no reusable revision) is asked each time."""
+    from mlflow_secure.policy.decision_cache import DecisionCache
+
+    _, key = identity
+    scope = http_scope("GET", "/api/2.0/mlflow/experiments/get", bearer(key), b"experiment_id=0")
+    engine = FakeEngine(allow=True)
+    front = config(engine)
+    front.decisions = DecisionCache(ttl=60)
+    assert call_asgi(SecureASGIMiddleware(None, front), dict(scope))[1][0]["status"] == 200
+    engine.running, engine.client.down = False, True  # OPA killed: the entry stays unused
+    assert call_asgi(SecureASGIMiddleware(None, front), dict(scope))[1][0]["status"] == 503
+    assert len(engine.client.inputs) == 2
+    engine.running, engine.client.down = True, False
+    assert call_asgi(SecureASGIMiddleware(None, front), dict(scope))[1][0]["status"] == 200
+    assert len(engine.client.inputs) == 2  # back: the entry is used again
+    engine.reusable = None  # a policy reading the time (determinism.py)
+    for _ in range(2):
+        assert call_asgi(SecureASGIMiddleware(None, front), dict(scope))[1][0]["status"] == 200
+    assert len(engine.client.inputs) == 4
+
+
+def test_a_listing_filter_is_reused_like_a_decision(identity, config):
+    from mlflow_secure.policy.decision_cache import DecisionCache
+
+    _, key = identity
+    engine = FakeEngine(allow=True)
+    front = config(engine)
+    front.decisions = DecisionCache(ttl=60)
+    body = json.dumps({"experiment_ids": ["0"]}).encode()
+    headers = [*bearer(key), (b"content-type", b"application/json")]
+    scope = http_scope("POST", "/api/2.0/mlflow/runs/search", headers)
+    for _ in range(3):
+        reached, sent = call_asgi(SecureASGIMiddleware(None, front), dict(scope), body)
+        assert sent[0]["status"] == 200
+        assert json.loads(reached[0][1]) == {"experiment_ids": ["0"]}
+    assert engine.client.filters == [("sync", ["0"])]  # then reused, on the loop
+    assert len(engine.client.inputs) == 1
+    engine.running = False
+    reached, sent = call_asgi(SecureASGIMiddleware(None, front), dict(scope), body)
+    assert len(engine.client.inputs) == 2
+    assert len(engine.client.filters) == 2
 
 
 def test_an_allowed_alternative_becomes_the_decided_input(config):

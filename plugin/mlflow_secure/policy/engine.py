@@ -7,7 +7,8 @@ loaded and define ``data.mlflow.authz.decision``.
 The engine also knows the revision of the policies OPA serves (policy_revision.py), for the
 audit trail. Reading it costs too much for every request, so a background thread refreshes
 it every ``REVISION_REFRESH_SECONDS``: after a reload, decisions may carry the previous
-revision for that long.
+revision for that long. The same read tells whether OPA's decisions may be reused
+(determinism.py): `reusable_revision` is what the decision cache keys on.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class PolicyEngine:
     _checked_at: float = field(default=float("-inf"))
     _problem: str | None = field(default="not checked yet")
     _revision_logged_at: float = field(default=float("-inf"))
+    # The revision when its decisions may be reused (determinism.py), else None.
+    reusable: str | None = None
+    reuse_problem: str | None = "not read yet"
     _stop_watching: threading.Event = field(default_factory=threading.Event)
     _reader: RevisionReader | None = None
 
@@ -115,18 +119,29 @@ class PolicyEngine:
             directory = self.supervisor.policy_dir if self.supervisor else None
             self._reader = RevisionReader(self.client, directory)
         try:
-            self.revision = self._reader.read()
+            served = self._reader.read()
         except Exception as exc:  # never the watcher's end: unknown, and said why
-            self.revision = None
+            self.reusable = self.revision = None
             now = time.monotonic()
             if now - self._revision_logged_at >= PROBLEM_LOG_SECONDS:
                 self._revision_logged_at = now
                 problem = exc if isinstance(exc, PolicyUnavailable) else repr(exc)
                 _logger.warning("cannot read the policy revision: %s", problem)
             return None
+        if served.reuse_problem != self.reuse_problem and served.reuse_problem is not None:
+            _logger.info("policy decisions are not reused: %s", served.reuse_problem)
+        self.reusable = None if served.reuse_problem else served.revision
+        self.revision, self.reuse_problem = served.revision, served.reuse_problem
         if previous is not None and self.revision != previous:
             _logger.info("policy revision is now %s (was %s)", self.revision, previous)
         return self.revision
+
+    def still_running(self) -> bool:
+        """Whether a reused answer may be given now (decision_cache.py): False when a managed
+        OPA's process is not known to run (exited, stopped, killed), so that an outage
+        refuses (503) at once, the request decided a moment ago too. An external OPA gives
+        no such signal: the watcher's next failed read stops reuse (within 2 s)."""
+        return self.supervisor is None or self.supervisor.opa_running() is True
 
     def watch_revision(self, interval: float = REVISION_REFRESH_SECONDS) -> None:
         """Refresh the revision every `interval` seconds in a daemon thread of this worker."""

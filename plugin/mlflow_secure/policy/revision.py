@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_secure.policy.client import DecisionClient, PolicyUnavailable
+from mlflow_secure.policy.determinism import reuse_problem
 
 POLICIES_PATH = "/v1/policies"
 DATA_PATH = "/v1/data/mlflow"
@@ -78,13 +79,13 @@ def revision_of(module_sources: Iterable[str], data: Any) -> str:
     return PREFIX + hashlib.sha256(material.encode("utf-8")).hexdigest()[:16]
 
 
-def _module_sources(payload: Any) -> list[str]:
+def _modules(payload: Any) -> list[dict[str, Any]]:
     modules = payload.get("result") if isinstance(payload, dict) else None
     if not isinstance(modules, list) or not all(
         isinstance(module, dict) and isinstance(module.get("raw"), str) for module in modules
     ):
         raise PolicyUnavailable("the policy engine listed its policies in an unexpected shape")
-    return [module["raw"] for module in modules]
+    return modules
 
 
 def _data(client: DecisionClient) -> Any:
@@ -94,23 +95,33 @@ def _data(client: DecisionClient) -> Any:
     return payload.get("result")  # absent: data.mlflow is undefined
 
 
-def _read_all(client: DecisionClient, attempts: int = 3) -> tuple[str, list[str]]:
-    """The revision and the module sources OPA serves now.
+@dataclass(frozen=True)
+class Served:
+    """What OPA serves: its revision, and why its decisions may not be reused (None: they
+    may; determinism.py)."""
+
+    revision: str
+    reuse_problem: str | None
+
+
+def _read_all(client: DecisionClient, attempts: int = 3) -> tuple[Served, list[str]]:
+    """What OPA serves now, and its module sources.
 
     The modules and the data are two requests: a reload between them would mix two
     revisions, so the data is read on both sides of the modules and must not have changed.
     """
     for _ in range(attempts):
         before = _data(client)
-        sources = _module_sources(client.read_sync(POLICIES_PATH, FETCH_TIMEOUT))
+        modules = _modules(client.read_sync(POLICIES_PATH, FETCH_TIMEOUT))
         if _data(client) == before:
-            return revision_of(sources, before), sources
+            sources = [module["raw"] for module in modules]
+            return Served(revision_of(sources, before), reuse_problem(modules)), sources
     raise PolicyUnavailable("the policies kept changing while their revision was read")
 
 
 def fetch_revision(client: DecisionClient) -> str:
     """The revision OPA is serving now; PolicyUnavailable when it cannot be told."""
-    return _read_all(client)[0]
+    return _read_all(client)[0].revision
 
 
 def _read_module(path: Path) -> str:
@@ -148,6 +159,7 @@ class RevisionReader:
     _served: list[str] | None = None  # sorted sources OPA served at the last full read
     _signature: Any = None  # the tree as it was just before that read
     _read_at: float = field(default=float("-inf"))
+    _reuse_problem: str | None = "not read yet"  # of the modules OPA served then
     full_reads: int = 0
 
     def _listing_needed(self, now: float, signature: Any) -> bool:
@@ -157,21 +169,22 @@ class RevisionReader:
             return True
         return _disk_sources(self.directory) != self._served
 
-    def read(self) -> str:
-        """The revision OPA serves now; PolicyUnavailable when it cannot be told."""
+    def read(self) -> Served:
+        """What OPA serves now; PolicyUnavailable when it cannot be told."""
         now = time.monotonic()
         signature = tree_signature(self.directory) if self.directory is not None else None
         try:
             if not self._listing_needed(now, signature):
-                assert self._served is not None
-                return revision_of(self._served, _data(self.client))
-            revision, sources = _read_all(self.client)
+                assert self._served is not None  # the same modules: the same reuse problem
+                return Served(revision_of(self._served, _data(self.client)), self._reuse_problem)
+            served, sources = _read_all(self.client)
         except BaseException:
             self._served = None  # whatever OPA serves after a failure is read in full
             raise
         self._served, self._signature, self._read_at = sorted(sources), signature, now
+        self._reuse_problem = served.reuse_problem
         self.full_reads += 1
-        return revision
+        return served
 
 
 def _ignored(name: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 from mlflow_secure.errors import ErrorResponse, unavailable
 from mlflow_secure.identity.subject import Subject
 from mlflow_secure.policy.client import Decision, PolicyUnavailable
+from mlflow_secure.policy.decision_cache import DECISION, FILTER
 from mlflow_secure.request.actions import Action
 from mlflow_secure.request.trail import RequestFacts
 
@@ -148,35 +149,43 @@ def denial(decision: Decision, subject: Subject, action: Action, decision_id: st
     )
 
 
-def _cached(config: Any, policy_input: dict[str, Any]) -> tuple[str | None, Any]:
-    """The cache key of a decision (None: not cached) and the decision cached under it."""
+def _cached(config: Any, kind: str, policy_input: dict[str, Any]) -> tuple[str | None, Any]:
+    """The cache key of an answer (None: not reused) and the answer cached under it."""
     cache = config.decisions
-    key = cache.key(policy_input, config.engine.revision) if cache is not None else None
-    return key, (cache.get(key) if key is not None else None)
+    if cache is None:
+        return None, None
+    key = cache.key(policy_input, config.engine.reusable, kind)
+    found = cache.get(key)
+    if found is not None and not config.engine.still_running():
+        return None, None  # OPA is down: ask it, and refuse
+    return key, found
+
+
+def _keep(config: Any, key: str | None, answer: Any) -> None:
+    if config.decisions is not None:
+        config.decisions.put(key, answer)
 
 
 async def decide(config: Any, policy_input: dict[str, Any]) -> Any:
     """The decision, or the PolicyUnavailable that refuses the request (never cached)."""
-    key, decision = _cached(config, policy_input)
+    key, decision = _cached(config, DECISION, policy_input)
     if decision is None:
         try:
             decision = await config.engine.client.decide(policy_input)
         except PolicyUnavailable as exc:
             return exc
-        if key is not None:
-            config.decisions.put(key, decision)
+        _keep(config, key, decision)
     return decision
 
 
 def decide_sync(config: Any, policy_input: dict[str, Any]) -> Any:
-    key, decision = _cached(config, policy_input)
+    key, decision = _cached(config, DECISION, policy_input)
     if decision is None:
         try:
             decision = config.engine.client.decide_sync(policy_input)
         except PolicyUnavailable as exc:
             return exc
-        if key is not None:
-            config.decisions.put(key, decision)
+        _keep(config, key, decision)
     return decision
 
 
@@ -186,3 +195,21 @@ async def decide_each(config: Any, inputs: list[dict[str, Any]]) -> list[Any]:
 
 def decide_each_sync(config: Any, inputs: list[dict[str, Any]]) -> list[Any]:
     return [decide_sync(config, i) for i in inputs]
+
+
+async def readable(config: Any, filter_input: dict[str, Any]) -> frozenset[str]:
+    """The ids among a listing's resources the subject may read (OPA's filter; raises
+    PolicyUnavailable)."""
+    key, ids = _cached(config, FILTER, filter_input)
+    if ids is None:
+        ids = frozenset(await config.engine.client.filter(filter_input))
+        _keep(config, key, ids)
+    return ids
+
+
+def readable_sync(config: Any, filter_input: dict[str, Any]) -> frozenset[str]:
+    key, ids = _cached(config, FILTER, filter_input)
+    if ids is None:
+        ids = frozenset(config.engine.client.filter_sync(filter_input))
+        _keep(config, key, ids)
+    return ids

@@ -24,7 +24,7 @@ from mlflow_secure.identity.subject import bind_subject, unbind_subject
 from mlflow_secure.policy.client import PolicyUnavailable
 from mlflow_secure.request import listings, responses, sequence
 from mlflow_secure.request.census import ID_HEADERS
-from mlflow_secure.request.decision import decide_each, decide_each_sync
+from mlflow_secure.request.decision import decide_each, decide_each_sync, readable
 from mlflow_secure.request.lookups import NeedsStore, cache_only
 from mlflow_secure.request.pipeline import (
     MAX_BUFFERED_BODY,
@@ -186,7 +186,7 @@ async def narrow_on_loop(config: FrontDoorConfig, pipeline: Pipeline, trail: Tra
     except _FilterNeeded as needed:
         question = needed.resources
     try:
-        answer = await config.engine.client.filter(pipeline.filter_input(trail, question))
+        answer = await readable(config, pipeline.filter_input(trail, question))
     except PolicyUnavailable as exc:
         return policy_down(trail, exc)
 

@@ -60,7 +60,7 @@ class FrontDoorConfig:
     trusted_proxies: tuple = ()
     origins: OriginPolicy = field(default_factory=OriginPolicy.from_environment)
     shadow: ShadowEvaluator | None = None  # shadow mode: candidate policies compared
-    decisions: DecisionCache | None = None  # MLFLOW_SECURE_DECISION_CACHE_TTL > 0
+    decisions: DecisionCache | None = None  # None: MLFLOW_SECURE_DECISION_CACHE_TTL=0
 
 
 def is_health_probe(method: str, path: str, health_paths: frozenset[str]) -> bool:
@@ -376,8 +376,8 @@ class Pipeline:
         `filter_call` answers the one filter question; by default a synchronous OPA call."""
         action, facts, config = trail.action, trail.facts, self.config
 
-        def ask_opa(resources: list[dict[str, Any]]) -> set[str]:
-            return config.engine.client.filter_sync(self.filter_input(trail, resources))
+        def ask_opa(resources: list[dict[str, Any]]) -> frozenset[str]:
+            return decision.readable_sync(config, self.filter_input(trail, resources))
 
         filter_call = filter_call or ask_opa
         try:
@@ -388,7 +388,7 @@ class Pipeline:
                 filter_call,
                 compile_call=config.engine.client.compile_sync,
                 subject_and_action=self.reader_input(trail),
-                revision=config.engine.revision,
+                revision=config.engine.reusable,  # a residual is an answer reused
             )
             narrowed = listings.narrow(action.endpoint, listing)
         except (listings.ListingError, AmbiguousRequest) as exc:

@@ -21,12 +21,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow.exceptions import MlflowException
 
-Allowed = Callable[[list[dict[str, Any]]], set[str]]
+Allowed = Callable[[list[dict[str, Any]]], AbstractSet[str]]
 DEFAULT_MAX_RESULTS = 1000
 MAX_RESULTS_LIMIT = 50_000
 MAX_OFFSET = 2**40
@@ -51,11 +52,11 @@ class ListingRequest:
     revision: str | None = None  # the policy revision the residual may be cached under
     _used: bool = field(default=False, repr=False)
 
-    def allowed(self, resources: list[dict[str, Any]]) -> set[str]:
+    def allowed(self, resources: list[dict[str, Any]]) -> AbstractSet[str]:
         if self._used:
             raise RuntimeError("a listing asks the policy once per request")
         self._used = True
-        return self.filter_call(resources) if resources else set()
+        return self.filter_call(resources) if resources else frozenset()
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import Any
 
@@ -111,7 +112,7 @@ class _Resources:
         self.resolver = resolver
         self.found: dict[str, dict[str, Any] | None] = {}  # None: does not exist
         self.of_run: dict[str, list[str] | None] = {}
-        self.permitted: set[str] = set()
+        self.permitted: AbstractSet[str] = frozenset()
 
     def want(self, kind: str, key: str, load: Callable[..., dict[str, Any]], *args: Any) -> str:
         uid = f"{kind}:{key}"
