@@ -31,9 +31,9 @@ from typing import Any
 
 from mlflow_secure.ttl_cache import TtlCache
 
-MAX_DECISIONS = 10_000
+MAX_DECISIONS = 5_000
 # A filter over many resources is a large key that is rarely asked twice: not kept.
-MAX_KEY_CHARS = 16_384
+MAX_KEY_CHARS = 8192  # with MAX_DECISIONS: at most ~40 MB of keys per worker
 DECISION = "decision:"
 FILTER = "filter:"
 
