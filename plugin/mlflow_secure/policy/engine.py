@@ -42,6 +42,9 @@ PROBE_INPUT = {
     "request": {"path": "/health"},
 }
 READY_CACHE_SECONDS = 1.0
+# How long a look at the managed OPA's process stands for reused answers: reading its pid
+# file and /proc per request was a tenth of the secure layer's own time (py-spy, get-run).
+LIVENESS_SECONDS = 0.1
 REVISION_REFRESH_SECONDS = 2.0
 PROBLEM_LOG_SECONDS = 60.0
 POLICY_DIR_SETTING = "MLFLOW_SECURE_POLICY_DIR"
@@ -81,6 +84,7 @@ class PolicyEngine:
     reuse_problem: str | None = "not read yet"
     _stop_watching: threading.Event = field(default_factory=threading.Event)
     _reader: RevisionReader | None = None
+    _running_until: float = field(default=float("-inf"))
 
     def _remember(self, problem: str | None) -> str | None:
         self._checked_at, self._problem = time.monotonic(), problem
@@ -138,10 +142,18 @@ class PolicyEngine:
 
     def still_running(self) -> bool:
         """Whether a reused answer may be given now (decision_cache.py): False when a managed
-        OPA's process is not known to run (exited, stopped, killed), so that an outage
-        refuses (503) at once, the request decided a moment ago too. An external OPA gives
-        no such signal: the watcher's next failed read stops reuse (within 2 s)."""
-        return self.supervisor is None or self.supervisor.opa_running() is True
+        OPA's process is not known to run (exited, stopped, killed), looked at no longer
+        than LIVENESS_SECONDS ago, so that an outage refuses (503) at once, the request
+        decided a moment ago too. An external OPA gives no such signal: the watcher's next
+        failed read stops reuse (within 2 s)."""
+        if self.supervisor is None:
+            return True
+        now = time.monotonic()
+        if now < self._running_until:
+            return True
+        running = self.supervisor.opa_running() is True
+        self._running_until = now + LIVENESS_SECONDS if running else float("-inf")
+        return running
 
     def watch_revision(self, interval: float = REVISION_REFRESH_SECONDS) -> None:
         """Refresh the revision every `interval` seconds in a daemon thread of this worker."""
