@@ -18,6 +18,7 @@ LOG_INPUTS = ("/api/2.0/mlflow/runs/log-inputs", "POST")
 UPLOAD = ("/api/2.0/mlflow/upload-artifact", "POST")
 PROMPTLAB = ("/api/2.0/mlflow/runs/create-promptlab-run", "POST")
 DATASETS = ("/api/2.0/mlflow/experiments/search-datasets", "POST")
+VERSION_FILE = ("/model-versions/get-artifact", "GET")
 
 HANDLERS = {
     BULK: handlers.get_metric_history_bulk_handler,
@@ -26,6 +27,7 @@ HANDLERS = {
     UPLOAD: handlers.upload_artifact_handler,
     PROMPTLAB: handlers.create_promptlab_run_handler,
     DATASETS: handlers._search_datasets_handler,
+    VERSION_FILE: handlers.get_model_version_artifact_handler,
 }
 many = [f"id_{i}" for i in range(1000)]
 PROMPT = {"experiment_id": "123", "prompt_template": "t", "prompt_parameters": [{"key": "k"}]}
@@ -47,6 +49,9 @@ REFUSED = [
     (DATASETS, {}, {}),
     (DATASETS, {}, {"experiment_ids": [str(i) for i in range(21)]}),
     (DATASETS, {}, {"experimentIds": [str(i) for i in range(1000)]}),
+    (VERSION_FILE, {"name": "m", "version": "1", "path": "../path"}, None),
+    (VERSION_FILE, {"name": "m", "version": "1", "path": "/etc/passwd"}, None),
+    (VERSION_FILE, {"name": "m", "version": "1", "path": "a/../../b"}, None),
 ]
 # Requests MLflow's handler takes on to the store: nothing is answered early.
 PASSED_ON = [
@@ -57,6 +62,8 @@ PASSED_ON = [
     (UPLOAD, {"run_uuid": "r1", "path": "a.txt"}, None),
     (PROMPTLAB, {}, {**PROMPT, "model_route": "r", "model_input": "i", "mlflow_version": "3"}),
     (DATASETS, {}, {"experiment_ids": ["1", "2"]}),
+    (VERSION_FILE, {"name": "m", "version": "1", "path": "model/MLmodel"}, None),
+    (VERSION_FILE, {"name": "m", "version": "1"}, None),
 ]
 
 

@@ -228,8 +228,9 @@ def test_list_valued_ids_name_every_resource(stores, resolver, matcher):
 def test_lists_that_are_not_ids_or_too_long_are_refused(resolver, matcher):
     path = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
     body = json.dumps({"experiment_ids": [{"x": 1}]}).encode()
-    # refused as MLflow's message could not hold it, before resolution sees it
-    with pytest.raises(canonical.BadRequest, match="does not match QueryTraceMetrics"):
+    # refused as MLflow's message could not hold it, before resolution sees it (in the words
+    # of MLflow's schema for the message)
+    with pytest.raises(canonical.BadRequest, match="for parameter 'experiment_ids' supplied"):
         _resolved(matcher, resolver, "POST", "/api/3.0/mlflow/traces/metrics", b"", body)
     with pytest.raises(AmbiguousRequest, match="other than ids"):
         resolve(
@@ -314,3 +315,40 @@ def test_cache_only_resolution_signals_instead_of_touching_the_store(stores, res
         cached = _resolved(matcher, resolver, "GET", "/api/2.0/mlflow/runs/get", query)
     assert cached == warm
     assert cached["experiment_id"] == experiment
+
+
+HTTP_ROOT = "http://tracking.example:5000/api/2.0/mlflow-artifacts/artifacts"
+
+
+def test_http_roots_of_mlflows_proxy_are_read_as_mlflow_reads_them():
+    from mlflow_secure.request.lookups import served_path
+
+    assert served_path(f"{HTTP_ROOT}/3") == "3"
+    assert served_path(
+        f"HTTPS://h/prefix{HTTP_ROOT[len('http://tracking.example:5000') :]}/t/x/"
+    ) == ("t/x")
+    assert served_path("mlflow-artifacts://h:1/7/") == "7"
+    assert served_path("http://h/api/2.0/mlflow/artifacts/3") is None  # not the proxy's route
+    assert served_path("s3://bucket/api/2.0/mlflow-artifacts/artifacts/3") is None
+
+
+def test_an_http_default_root_places_proxied_paths_like_mlflow_artifacts(tmp_path):
+    """`--default-artifact-root http://<server>/api/2.0/mlflow-artifacts/artifacts`: an
+    experiment's location is `<root>/<id>`, and an upload to `<id>/<run>/...` through the
+    proxy is its own; a custom http root is a tree no other experiment may take."""
+    from mlflow_secure.request.resolution import artifact, check_new_artifact_location
+
+    tracking = SqlAlchemyStore(f"sqlite:///{tmp_path / 'mlflow.db'}", HTTP_ROOT)
+    default = tracking.create_experiment("placed-by-root")
+    assert tracking.get_experiment(default).artifact_location == f"{HTTP_ROOT}/{default}"
+    custom = tracking.create_experiment("team-a", artifact_location=f"{HTTP_ROOT}/team-a")
+    resolver = ResourceResolver(lambda: tracking, lambda: None)
+    assert artifact(resolver, f"{default}/r1/artifacts/a.txt")["experiment_id"] == default
+    assert artifact(resolver, "team-a/r2/artifacts/a.txt")["experiment_id"] == custom
+    for taken in (
+        "mlflow-artifacts:/team-a/sub",
+        f"{HTTP_ROOT}/team-a",
+        "mlflow-artifacts:/team-a",
+    ):
+        with pytest.raises(canonical.BadRequest, match="overlaps"):
+            check_new_artifact_location(resolver, taken)

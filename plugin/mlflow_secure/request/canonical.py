@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, quote
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from mlflow_secure.request import messages
+from mlflow_secure.request import messages, mlflow_validation
 from mlflow_secure.request.census import RouteSpec
 
 JsonObject = dict[str, Any]
@@ -50,6 +50,30 @@ class AmbiguousRequest(ValueError):
 
 class BadRequest(ValueError):
     """A request this layer refuses outright (400, the message as it is)."""
+
+    def __init__(
+        self,
+        message: str,
+        error_code: str | None = None,
+        reason: str = "",
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_code = error_code  # MLflow's, when the words are MLflow's
+        self.reason = reason or message  # for the audit trail: never a value from the body
+        self.extra = dict(extra or {})  # more of MLflow's answer (error_class, sqlstate)
+
+
+def in_mlflow_words(message: type, payload: Any) -> BadRequest | None:
+    """The refusal of a body that does not parse into `message`, in MLflow's words, when its
+    handler's schema says something (mlflow_validation.py). MLflow's words may quote the
+    value; the audit trail gets a reason without it."""
+    said = mlflow_validation.refusal(message, payload)
+    if said is None:
+        return None
+    reason = f"the body does not parse into {message.__name__} (MLflow's schema refuses it)"
+    words, code = str(said.pop("message", "")), said.pop("error_code", None)
+    return BadRequest(words, code or "INVALID_PARAMETER_VALUE", reason, said)
 
 
 # Query parameters read as lists by handlers without a proto message to say so: repeated proto
@@ -112,7 +136,8 @@ def check_parses(payload: JsonObject, message: type) -> None:
     try:
         ParseDict(payload, message(), ignore_unknown_fields=True)
     except (ParseError, TypeError, ValueError) as exc:
-        raise BadRequest(f"The request does not match {message.__name__}: {exc}") from None
+        said = in_mlflow_words(message, payload)
+        raise said or BadRequest(f"The request does not match {message.__name__}: {exc}") from None
 
 
 def encode_query(pairs: list[tuple[str, str]]) -> bytes:

@@ -46,16 +46,27 @@ _SUB_OBJECT_GETTERS = {
 SERVED_SCHEME = "mlflow-artifacts"
 
 
+# MLflow's proxy also serves `http(s)://<any host>/.../api/2.0/mlflow-artifacts/artifacts/<p>`
+# roots (`--default-artifact-root http://<server>/api/2.0/mlflow-artifacts/artifacts`) from its
+# own store, reading the path after this anchor (handlers._get_proxied_run_artifact_destination_path).
+HTTP_ANCHOR = "/api/2.0/mlflow-artifacts/artifacts/"
+
+
 def served_path(location: str) -> str | None:
-    """The path under the served artefact root of an `mlflow-artifacts:` location, without
-    slashes at either end (None for any other scheme). `mlflow-artifacts://host:port/p` is
-    served by path alone, as MLflow's proxy does."""
+    """The path under the served artefact root of a location MLflow's proxy serves from its
+    own store, without slashes at either end (None for any other location): an
+    `mlflow-artifacts:` URI by its path alone (`mlflow-artifacts://host:port/p` too), an
+    http(s) URL by what follows its first `/api/2.0/mlflow-artifacts/artifacts/`, as MLflow
+    reads them."""
     from urllib.parse import urlparse
 
     parsed = urlparse(location)
-    if parsed.scheme.lower() != SERVED_SCHEME:  # schemes compare case-insensitively, as MLflow's
-        return None
-    return parsed.path.strip("/")
+    scheme = parsed.scheme.lower()  # schemes compare case-insensitively, as MLflow's
+    if scheme == SERVED_SCHEME:
+        return parsed.path.strip("/")
+    if scheme in ("http", "https") and HTTP_ANCHOR in parsed.path:
+        return parsed.path.split(HTTP_ANCHOR)[1].strip("/")
+    return None
 
 
 def is_default_root(root: str) -> bool:
@@ -242,14 +253,18 @@ class ResourceResolver:
     def _artifact_locations(self, served_only: bool = True) -> list[tuple[Any, str]]:
         from mlflow.store.tracking.dbmodels.models import SqlExperiment
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-        from sqlalchemy import func, select
+        from sqlalchemy import func, or_, select
 
         store = self._tracking()
         if isinstance(store, SqlAlchemyStore):
             query = select(SqlExperiment.experiment_id, SqlExperiment.artifact_location)
             if served_only:  # LIKE is case-insensitive for ASCII on SQLite; lower() for others
+                location = func.lower(SqlExperiment.artifact_location)
                 query = query.where(
-                    func.lower(SqlExperiment.artifact_location).like(f"{SERVED_SCHEME}:%")
+                    or_(
+                        location.like(f"{SERVED_SCHEME}:%"),
+                        location.like(f"http%{HTTP_ANCHOR.lower()}%"),
+                    )
                 )
             with store.ManagedSessionMaker() as session:
                 return list(session.execute(query))

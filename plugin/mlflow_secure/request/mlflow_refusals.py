@@ -57,6 +57,24 @@ def at_most(field: str, limit: int, message: str) -> Check:
     return check
 
 
+def safe_path(field: str) -> Check:
+    """`validate_path_is_safe` on a path the handler joins to an artefact root (`..`,
+    absolute paths, ...): MLflow checks it before it looks the resource up."""
+    from mlflow.utils.uri import validate_path_is_safe
+
+    def check(params: Mapping[str, Any]) -> str | None:
+        value = params.get(field)
+        if not isinstance(value, str):
+            return None  # absent: the handler's own KeyError, after the look-up
+        try:
+            validate_path_is_safe(value)
+        except MlflowException as exc:
+            return exc.message
+        return None
+
+    return check
+
+
 _PROMPTLAB_FIELDS = (
     "experiment_id",
     "prompt_template",
@@ -99,6 +117,7 @@ REFUSALS: dict[str, tuple[Check, ...]] = {
         given("run_uuid", "Request must specify run_uuid."),
         given("path", "Request must specify path."),
     ),
+    "mlflow.model_versions.get_artifact": (safe_path("path"),),
     "mlflow.runs.create_promptlab": tuple(
         given(field, f"CreatePromptlabRun request must specify {field}.")
         for field in _PROMPTLAB_FIELDS

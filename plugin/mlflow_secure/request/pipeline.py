@@ -184,7 +184,9 @@ class Pipeline:
             message = (
                 f"Ambiguous request: {exc}." if isinstance(exc, AmbiguousRequest) else str(exc)
             )
-            return trail.refuse(ErrorResponse(400, message), "deny", message)
+            code, reason = getattr(exc, "error_code", None), getattr(exc, "reason", message)
+            refused = ErrorResponse(400, message, error_code=code, extra=getattr(exc, "extra", {}))
+            return trail.refuse(refused, "deny", reason)
         trail.canonical = request
         return request
 

@@ -51,6 +51,7 @@ from mlflow_secure.request.authorship.table import (
     ENDPOINTS,
     find_endpoint,
 )
+from mlflow_secure.request.canonical import in_mlflow_words
 from mlflow_secure.request.otlp import OtlpError, decode_export
 
 JsonObject = dict[str, Any]
@@ -115,6 +116,9 @@ def _verify_parses(data: JsonObject, message: type[Message]) -> None:
     try:
         parse_dict(data, message())
     except (json_format.Error, TypeError, ValueError) as exc:
+        said = in_mlflow_words(message, data)  # MLflow's 400 for this body, if it has one
+        if said is not None:
+            raise said from exc
         raise AuthorshipViolation(
             f"The request body is not a valid {message.DESCRIPTOR.name} request, "
             "so its authorship cannot be recorded."
