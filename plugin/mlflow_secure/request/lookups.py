@@ -48,7 +48,8 @@ SERVED_SCHEME = "mlflow-artifacts"
 
 # MLflow's proxy also serves `http(s)://<any host>/.../api/2.0/mlflow-artifacts/artifacts/<p>`
 # roots (`--default-artifact-root http://<server>/api/2.0/mlflow-artifacts/artifacts`) from its
-# own store, reading the path after this anchor (handlers._get_proxied_run_artifact_destination_path).
+# own store, reading the path after this anchor
+# (handlers._get_proxied_run_artifact_destination_path).
 HTTP_ANCHOR = "/api/2.0/mlflow-artifacts/artifacts/"
 
 
