@@ -22,6 +22,7 @@ from mlflow_secure.policy.decision_cache import DecisionCache
 from mlflow_secure.policy.engine import StartupError, start_policy_engine
 from mlflow_secure.policy.shadow import start_shadow
 from mlflow_secure.policy.toolchain import OpaToolchainError
+from mlflow_secure.request import mlflow_validation
 from mlflow_secure.request.front_door import (
     FrontDoorConfig,
     SecureASGIMiddleware,
@@ -313,6 +314,7 @@ def create_app() -> Any:
     except UnmappedRoutes as exc:
         _refuse_to_start(str(exc))
     _index_experiment_tags(_get_tracking_store)
+    mlflow_validation.schemas()  # MLflow's handler schemas, read once before any request
     config = FrontDoorConfig(
         engine=engine,
         authenticator=identity.authenticator,

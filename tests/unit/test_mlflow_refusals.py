@@ -36,6 +36,11 @@ REFUSED = [
     (BULK, {"run_id": many, "metric_key": "key"}, None),
     (INTERVAL, {"metric_key": "key"}, None),
     (INTERVAL, {"run_ids": many, "metric_key": "key"}, None),
+    # the handler's schema, checked although the request parses
+    (INTERVAL, {"run_ids": ["123"], "metric_key": "key", "max_results": 0}, None),
+    (INTERVAL, {"run_ids": ["123"], "metric_key": ""}, None),
+    (INTERVAL, {"run_ids": ["123"], "max_results": 5}, None),
+    (BULK, {"run_id": ["r1"]}, None),
     (LOG_INPUTS, {}, {"datasets": []}),
     (UPLOAD, {}, None),
     (UPLOAD, {"run_uuid": "r1"}, None),
@@ -56,7 +61,6 @@ REFUSED = [
 # Requests MLflow's handler takes on to the store: nothing is answered early.
 PASSED_ON = [
     (BULK, {"run_id": ["r1"], "metric_key": "key"}, None),
-    (BULK, {"run_id": ["r1"]}, None),  # the missing metric_key is the handler's to refuse
     (INTERVAL, {"run_ids": ["r1", "r2"], "metric_key": "key"}, None),
     (LOG_INPUTS, {}, {"run_id": "r1"}),
     (UPLOAD, {"run_uuid": "r1", "path": "a.txt"}, None),
@@ -77,7 +81,8 @@ def _ours(key, params, body):
     request = canonical.read(
         ROUTES[key], key, key[1], _query(params), raw if reads_json else None, {}
     )
-    return mlflow_refusals.refusal(ROUTES[key].endpoint, request.params)
+    found = mlflow_refusals.refusal(ROUTES[key].endpoint, request.params)
+    return found or mlflow_refusals.schema_refusal(request)
 
 
 def _mlflows(key, params, body):

@@ -105,6 +105,10 @@ class CanonicalRequest:
     body: bytes | None = None  # the body MLflow receives (None: the original, unread)
     payload: JsonObject | None = None  # the JSON object `body` encodes (None: no JSON body)
     path_params: Mapping[str, Any] = field(default_factory=dict)
+    # The proto message the handler reads, and the JSON it validates against its schema
+    # (`_get_request_message`: the body, or a GET's message fields); None without a message.
+    message: type | None = None
+    message_json: JsonObject | None = None
 
     def with_payload(self, payload: JsonObject) -> CanonicalRequest:
         """The same request with a new JSON body (a stamped author, a default project)."""
@@ -117,6 +121,8 @@ class CanonicalRequest:
             body=encode_json(payload),
             payload=payload,
             path_params=self.path_params,
+            message=self.message,
+            message_json=payload if self.message is not None else None,
         )
 
 
@@ -266,10 +272,13 @@ def read(
             except messages.AliasConflict as exc:
                 raise AmbiguousRequest(str(exc)) from None
 
+    message_json: JsonObject | None = None
     if message is not None and payload is not None:
-        check_parses(payload, message)
+        message_json = payload
     elif message is not None and spec.parse == "proto":
-        check_parses(_as_message_json(query_params, message), message)
+        message_json = _as_message_json(query_params, message)
+    if message is not None and message_json is not None:
+        check_parses(message_json, message)
     if spec.parse in _BODY_MODES and payload is not None:
         # The handler reads the body; a field in the query would be a second, unread value.
         named = messages.field_names(message) | set(spec.ids) | set(payload)
@@ -295,4 +304,6 @@ def read(
         body=encode_json(payload) if payload is not None else None,
         payload=payload,
         path_params=path_params,
+        message=message if message_json is not None else None,
+        message_json=message_json,
     )

@@ -15,15 +15,18 @@ the canonical reading has folded their JSON aliases (`experimentIds`) already.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from mlflow_secure.request import mlflow_validation
 from mlflow_secure.request.listings.core import JsonReply, mlflow_error
 
 Check = Callable[[Mapping[str, Any]], str | None]  # the refusal's message, or None
+SCHEMA_REASON = "the request does not pass MLflow's schema for it (MLflow's 400, in its words)"
 SEE_DOCS = " See the API docs for more information about request parameters."
 
 
@@ -45,6 +48,11 @@ def required(field: str) -> Check:
 def given(field: str, message: str) -> Check:
     """A handler's own `if not value: raise ...` (absent, empty, empty list)."""
     return lambda params: message if _count(params.get(field)) == 0 else None
+
+
+def absent(field: str, message: str) -> Check:
+    """A handler's own `if value is None: raise ...` (an empty value passes)."""
+    return lambda params: message if params.get(field) is None else None
 
 
 def at_most(field: str, limit: int, message: str) -> Check:
@@ -102,6 +110,7 @@ REFUSALS: dict[str, tuple[Check, ...]] = {
             "GetMetricHistoryBulk request cannot specify more than 100 run_ids. "
             "Received {n} run_ids.",
         ),
+        absent("metric_key", "GetMetricHistoryBulk request must specify a metric_key."),
     ),
     "mlflow.metrics.get_history_bulk_interval": (
         required("run_ids"),
@@ -132,3 +141,12 @@ def refusal(endpoint: str, params: Mapping[str, Any]) -> JsonReply | None:
         if message is not None:
             return mlflow_error(MlflowException(message, error_code=INVALID_PARAMETER_VALUE))
     return None
+
+
+def schema_refusal(request: Any) -> JsonReply | None:
+    """MLflow's 400 for a canonical request its handler's schema refuses although it parses
+    (mlflow_validation.schema_refusal: a required field missing, a value out of range)."""
+    said = mlflow_validation.schema_refusal(request.message, request.message_json)
+    if said is None:
+        return None
+    return JsonReply(400, json.dumps(said).encode())

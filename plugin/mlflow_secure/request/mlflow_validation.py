@@ -82,9 +82,23 @@ def schemas() -> dict[type, dict[str, list[Any]]]:
     return {message: schema for message, (_, schema) in chosen.items() if schema is not None}
 
 
+def schema_refusal(message: type | None, request_json: Any) -> dict[str, Any] | None:
+    """MLflow's 400 for a request that parsed into `message` but that the handler's schema
+    refuses anyway (a required field missing, a value out of range): the same check, with the
+    same `proto_parsing_succeeded=True`, that `_get_request_message` makes before the handler
+    touches a store."""
+    if message is None:
+        return None
+    return _validated(message, request_json, parsed=True)
+
+
 def refusal(message: type, request_json: Any) -> dict[str, Any] | None:
     """MLflow's 400 answer (its JSON: error_code, message, ...) for `request_json`, which does
     not parse into `message`; None when MLflow's schema for it finds nothing (or has none)."""
+    return _validated(message, request_json, parsed=False)
+
+
+def _validated(message: type, request_json: Any, parsed: bool) -> dict[str, Any] | None:
     from mlflow.exceptions import MlflowException
     from mlflow.server.handlers import _validate_request_json_with_schema
 
@@ -92,7 +106,7 @@ def refusal(message: type, request_json: Any) -> dict[str, Any] | None:
     if schema is None or not isinstance(request_json, dict):
         return None
     try:
-        _validate_request_json_with_schema(request_json, schema, False)
+        _validate_request_json_with_schema(request_json, schema, parsed)
     except MlflowException as exc:
         return json.loads(exc.serialize_as_json())
     except Exception:
