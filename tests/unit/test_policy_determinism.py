@@ -48,7 +48,8 @@ def _reloaded(engine, before: str, timeout: float = 20.0) -> str:
 
 def test_the_bundled_policy_may_be_reused(engine):
     assert engine.reuse_problem is None
-    assert engine.reusable == engine.revision is not None
+    assert engine.revision is not None
+    assert engine.reusable.startswith(engine.revision + "#")
     assert engine.still_running()
 
 
@@ -104,7 +105,7 @@ def test_a_rule_reading_what_the_key_does_not_hold_stops_reuse(engine, policies,
     extra.unlink()
     _reloaded(engine, changed)
     assert engine.reuse_problem is None
-    assert engine.reusable == engine.revision
+    assert engine.reusable.startswith(engine.revision + "#")
 
 
 def test_rules_of_other_packages_and_the_rest_of_the_request_keep_reuse(engine, policies):
@@ -120,7 +121,38 @@ def test_rules_of_other_packages_and_the_rest_of_the_request_keep_reuse(engine, 
     )
     _reloaded(engine, engine.revision)
     assert engine.reuse_problem is None
-    assert engine.reusable == engine.revision
+    assert engine.reusable.startswith(engine.revision + "#")
+
+
+def test_base_data_beside_a_package_of_the_same_name_stops_reuse(engine, policies):
+    """Attacker finding: `data.sharing.grants` from a sharing/data.json passed because a
+    module declares `package sharing`; the revision does not cover that document."""
+    (policies / "sharing").mkdir()
+    (policies / "sharing" / "lib.rego").write_text("package sharing\n\nhelper := 1\n")
+    (policies / "sharing" / "data.json").write_text('{"grants": [{"principal": "bob"}]}')
+    (policies / "mlflow" / "authz" / "extra.rego").write_text(
+        HEADER + "shared if some g in data.sharing.grants\n\nh := data.sharing.helper\n"
+    )
+    _reloaded(engine, engine.revision)
+    assert engine.reusable is None
+    assert engine.reuse_problem.endswith(
+        "extra.rego reads data.sharing.grants, which the policy revision does not cover"
+    )
+
+
+def test_every_revision_change_starts_a_new_generation_of_reused_answers(engine, policies):
+    """Attacker finding: answers of policy B stored under A's key in the moments before the
+    watcher saw the change came back when A was restored. A revert is a new key."""
+    first = engine.reusable
+    extra = policies / "mlflow" / "authz" / "extra.rego"
+    extra.write_text(HEADER + "harmless := 1\n")
+    _reloaded(engine, engine.revision)
+    second = engine.reusable
+    extra.unlink()
+    _reloaded(engine, engine.revision)
+    third = engine.reusable
+    assert len({first, second, third}) == 3
+    assert first.split("#")[0] == third.split("#")[0]  # the same policies, a new generation
 
 
 def test_the_builtins_named_unrepeatable_are_the_pinned_opas_nondeterministic_ones(opa_binary):

@@ -15,7 +15,11 @@ When an answer is not reused, whatever the TTL:
   (determinism.py finds these in the modules OPA loaded; the engine then offers no
   revision to key on, and says why in the log);
 * the revision is unknown (OPA not answering the watcher) or the managed OPA's process is
-  not running: an outage refuses with 503 at once, the request decided a moment ago too;
+  not running (looked at at most every 0.1 s): an outage refuses with 503, the request
+  decided a moment ago too;
+* the worker saw the revision change since the answer was kept: the key holds a generation
+  that every change moves on (engine.py), so an answer of a new policy kept under the old
+  key just before the change was seen never comes back, not even after a revert;
 * the answer was an outage: those are never cached.
 
 What is left: a policy or data change is seen by cached answers when the worker's revision

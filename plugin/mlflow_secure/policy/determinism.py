@@ -14,8 +14,8 @@ imports and rule references are already resolved to full refs):
   ``http.send``, ``rand.intn``, ...; `NONDETERMINISTIC_BUILTINS` is checked against the
   pinned OPA by a test), plus certificate verification, which reads the clock;
 * **data the revision does not cover**: a ref under ``data`` outside ``data.mlflow`` that is
-  not a rule of a loaded package (base documents pushed to OPA or loaded from another path),
-  or a part of ``data`` chosen while evaluating.
+  not a rule of a loaded package (base documents pushed to OPA or loaded from another path,
+  beside a package of the same name too), or a part of ``data`` chosen while evaluating.
 
 It errs one way only: a rule it cannot prove harmless turns reuse off (with a reason naming
 the module), never on. The walk costs a few milliseconds per module; results are kept per
@@ -25,7 +25,7 @@ module source text, so the revision watcher's periodic full reads repeat none of
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,22 +161,46 @@ def _package(module: dict[str, Any]) -> tuple[str, ...] | None:
     return keys if len(keys) == len(path) - 1 else None
 
 
-def _under_a_package(path: tuple[str, ...], packages: Iterable[tuple[str, ...]]) -> bool:
-    return any(path[: len(package)] == package for package in packages)
+def _rule_names(module: dict[str, Any]) -> set[str]:
+    """The names of the rules a module defines (the first key of each head's ref)."""
+    names = set()
+    for rule in module.get("ast", {}).get("rules") or []:
+        head = rule.get("head", {}) if isinstance(rule, dict) else {}
+        ref = head.get("ref")
+        if isinstance(ref, list) and ref and isinstance(ref[0], dict):
+            names.add(str(ref[0].get("value")))
+        elif isinstance(head.get("name"), str):
+            names.add(head["name"])
+    return names
+
+
+def _is_a_rule(path: tuple[str, ...], rules: dict[tuple[str, ...], set[str]]) -> bool:
+    """Whether `path` (below data) reads a rule of a loaded package: a module, part of the
+    revision. Anything else there is base data (a data.json beside the package, documents
+    pushed to OPA), which the revision does not cover (attacker finding: a package of the
+    same name let such data pass)."""
+    return any(
+        len(path) > len(package) and path[: len(package)] == package and path[len(package)] in names
+        for package, names in rules.items()
+    )
 
 
 def reuse_problem(modules: list[dict[str, Any]]) -> str | None:
     """None when every decision of these modules (OPA's /v1/policies entries: id, raw, ast)
     depends only on the input minus the request time, the modules and data.mlflow; else the
     first reason why not, naming its module."""
-    packages = {package for module in modules if (package := _package(module)) is not None}
+    rules: dict[tuple[str, ...], set[str]] = {}
+    for module in modules:
+        package = _package(module)
+        if package is not None and isinstance(module.get("ast"), dict):
+            rules.setdefault(package, set()).update(_rule_names(module))
     for module in sorted(modules, key=lambda m: str(m.get("id"))):
         name = str(module.get("id", "a module"))
         found = _findings_of(module)
         if found.problems:
             return f"{name} {found.problems[0]}"
         for path in sorted(found.data_paths):
-            if not _under_a_package(path, packages):
+            if not _is_a_rule(path, rules):
                 dotted = ".".join(path)
                 return f"{name} reads data.{dotted}, which the policy revision does not cover"
     return None

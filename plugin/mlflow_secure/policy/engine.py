@@ -79,8 +79,11 @@ class PolicyEngine:
     _checked_at: float = field(default=float("-inf"))
     _problem: str | None = field(default="not checked yet")
     _revision_logged_at: float = field(default=float("-inf"))
-    # The revision when its decisions may be reused (determinism.py), else None.
+    # What reused answers are keyed on (decision_cache.py): the revision and how many times
+    # this worker has seen it change, when its decisions may be reused (determinism.py);
+    # else None.
     reusable: str | None = None
+    _changes: int = 0
     reuse_problem: str | None = "not read yet"
     _stop_watching: threading.Event = field(default_factory=threading.Event)
     _reader: RevisionReader | None = None
@@ -134,7 +137,13 @@ class PolicyEngine:
             return None
         if served.reuse_problem != self.reuse_problem and served.reuse_problem is not None:
             _logger.info("policy decisions are not reused: %s", served.reuse_problem)
-        self.reusable = None if served.reuse_problem else served.revision
+        if served.revision != previous:
+            # A new generation: answers stored under the old key in the moments before this
+            # refresh saw the change may be the new policy's; after a revert they would be
+            # valid again (attacker finding). Every change starts from an empty cache.
+            self._changes += 1
+        reusable = f"{served.revision}#{self._changes}"
+        self.reusable = None if served.reuse_problem else reusable
         self.revision, self.reuse_problem = served.revision, served.reuse_problem
         if previous is not None and self.revision != previous:
             _logger.info("policy revision is now %s (was %s)", self.revision, previous)
@@ -143,7 +152,7 @@ class PolicyEngine:
     def still_running(self) -> bool:
         """Whether a reused answer may be given now (decision_cache.py): False when a managed
         OPA's process is not known to run (exited, stopped, killed), looked at no longer
-        than LIVENESS_SECONDS ago, so that an outage refuses (503) at once, the request
+        than LIVENESS_SECONDS ago, so that an outage refuses (503) within 0.1 s, the request
         decided a moment ago too. An external OPA gives no such signal: the watcher's next
         failed read stops reuse (within 2 s)."""
         if self.supervisor is None:

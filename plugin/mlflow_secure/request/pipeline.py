@@ -390,7 +390,8 @@ class Pipeline:
                 filter_call,
                 compile_call=config.engine.client.compile_sync,
                 subject_and_action=self.reader_input(trail),
-                revision=config.engine.reusable,  # a residual is an answer reused
+                # a residual is an answer reused: not without decision reuse
+                revision=config.engine.reusable if config.decisions is not None else None,
             )
             narrowed = listings.narrow(action.endpoint, listing)
         except (listings.ListingError, AmbiguousRequest) as exc:
