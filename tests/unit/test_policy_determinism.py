@@ -2,38 +2,19 @@
 
 import json
 import logging
-import shutil
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-from mlflow_secure.config import Settings, bundled_policy_dir
 from mlflow_secure.policy import determinism
-from mlflow_secure.policy.engine import start_managed_opa
+
+pytest_plugins = ("tests.support.policy_engines",)  # the `policies` and `engine` fixtures
 
 
-@pytest.fixture
-def policies(tmp_path):
-    directory = tmp_path / "policies"
-    shutil.copytree(bundled_policy_dir(), directory)
-    return directory
-
-
-@pytest.fixture
-def engine(policies):
-    runtime = Path(tempfile.mkdtemp(prefix="mls-det-", dir="/tmp"))
-    engine = start_managed_opa(Settings(runtime_dir=str(runtime), opa_timeout=2.0), policies)
-    try:
-        assert engine.wait_until_ready(20) is None
-        engine.refresh_revision()
-        yield engine
-    finally:
-        engine.stop_watching()
-        engine.supervisor.stop()
-        shutil.rmtree(runtime, ignore_errors=True)
+@pytest.fixture(autouse=True)
+def _served(engine):
+    engine.refresh_revision()  # what OPA serves, and whether its answers may be reused
 
 
 def _reloaded(engine, before: str, timeout: float = 20.0) -> str:

@@ -4,20 +4,18 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 from click.testing import CliRunner
 
 from mlflow_secure.cli.main import main
-from mlflow_secure.config import Settings, bundled_policy_dir
 from mlflow_secure.policy import revision
 from mlflow_secure.policy.client import DecisionClient, OpaEndpoint
-from mlflow_secure.policy.engine import PolicyEngine, start_managed_opa
+from mlflow_secure.policy.engine import PolicyEngine
 from mlflow_secure.policy.revision import directory_revision, policy_files, revision_of
+
+pytest_plugins = ("tests.support.policy_engines",)  # the `policies` and `engine` fixtures
 
 REVISION = re.compile(r"sha256:[0-9a-f]{16}")
 
@@ -29,27 +27,6 @@ def wait_until(predicate, timeout=20.0):
             return True
         time.sleep(0.05)
     return False
-
-
-@pytest.fixture
-def policies(tmp_path):
-    directory = tmp_path / "policies"
-    shutil.copytree(bundled_policy_dir(), directory)
-    return directory
-
-
-@pytest.fixture
-def engine(policies):
-    # pytest's temporary paths can be too long for a unix socket.
-    runtime = Path(tempfile.mkdtemp(prefix="mls-rev-", dir="/tmp"))
-    engine = start_managed_opa(Settings(runtime_dir=str(runtime), opa_timeout=2.0), policies)
-    try:
-        assert engine.wait_until_ready(20) is None
-        yield engine
-    finally:
-        engine.stop_watching()
-        engine.supervisor.stop()
-        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def test_revision_names_what_opa_serves_and_follows_a_reload(engine, policies, opa_binary):

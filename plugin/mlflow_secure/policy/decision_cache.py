@@ -25,7 +25,7 @@ When an answer is not reused, whatever the TTL:
 What is left: a policy or data change is seen by cached answers when the worker's revision
 watcher reads it (within 2 s; fresh decisions see it at once), and an external OPA that
 stops answering is noticed by the same watcher (until then, an identical request decided
-less than the TTL ago gets that decision; a managed OPA's death is seen at once).
+less than the TTL ago gets that decision; a managed OPA's death is seen within 0.1 s).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ The engine also knows the revision of the policies OPA serves (policy_revision.p
 audit trail. Reading it costs too much for every request, so a background thread refreshes
 it every ``REVISION_REFRESH_SECONDS``: after a reload, decisions may carry the previous
 revision for that long. The same read tells whether OPA's decisions may be reused
-(determinism.py): `reusable_revision` is what the decision cache keys on.
+(determinism.py): `reusable` is what the decision cache keys on.
 """
 
 from __future__ import annotations
