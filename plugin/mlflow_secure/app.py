@@ -259,15 +259,19 @@ def _stamp_flask_user() -> None:
         g.mlflow_authenticated_user = current_subject().name
 
 
-def _index_experiment_tags(tracking_store: Any) -> None:
-    """The indexes a pushed-down experiment search uses (store_indexes.py); never fatal: a
-    store that cannot be opened yet is MLflow's to report on the first request."""
-    from mlflow_secure.request.listings.store_indexes import ensure_listing_indexes
+def _index_tag_tables(tracking_store: Any, registry_store: Any) -> None:
+    """The indexes a pushed-down search uses (store_indexes.py); never fatal: a store that
+    cannot be opened yet is MLflow's to report on the first request."""
+    from mlflow_secure.request.listings import store_indexes
 
-    try:
-        ensure_listing_indexes(tracking_store())
-    except Exception as exc:
-        _logger.warning("experiment tag indexes not checked: %s", str(exc).splitlines()[0])
+    for name, store, ensure in (
+        ("experiment", tracking_store, store_indexes.ensure_listing_indexes),
+        ("registered-model", registry_store, store_indexes.ensure_registry_indexes),
+    ):
+        try:
+            ensure(store())
+        except Exception as exc:
+            _logger.warning("%s tag indexes not checked: %s", name, str(exc).splitlines()[0])
 
 
 def create_app() -> Any:
@@ -313,7 +317,7 @@ def create_app() -> Any:
         require_complete(take_census(flask_app, fastapi_app))
     except UnmappedRoutes as exc:
         _refuse_to_start(str(exc))
-    _index_experiment_tags(_get_tracking_store)
+    _index_tag_tables(_get_tracking_store, _get_model_registry_store)
     mlflow_validation.schemas()  # MLflow's handler schemas, read once before any request
     config = FrontDoorConfig(
         engine=engine,

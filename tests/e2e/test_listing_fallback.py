@@ -1,11 +1,14 @@
-"""A policy the store query cannot express still narrows experiment search, through the
-batched filter, and the server says so once (docs/policy-authoring.md, "Listings pushed
-into the store query"). Real server, real managed OPA, the operator's own policy directory."""
+"""A policy the store query cannot express still narrows experiment, registered-model and
+model-version search, through the batched filter, and the server says so once per listing
+(docs/policy-authoring.md, "Listings pushed into the store query"). Real server, real
+managed OPA, the operator's own policy directory, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
+import pytest
 
 from tests.support import servers, teams
 
@@ -24,12 +27,29 @@ readable_item(resource) if {
 """
 
 
-def test_an_untranslatable_rule_falls_back_to_the_filter_and_says_why(tmp_path):
+LISTINGS = (
+    ("/2.0/mlflow/experiments/search", "experiments", "mlflow.experiments.search"),
+    (
+        "/2.0/mlflow/registered-models/search",
+        "registered_models",
+        "mlflow.registered_models.search",
+    ),
+    ("/2.0/mlflow/model-versions/search", "model_versions", "mlflow.model_versions.search"),
+)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_an_untranslatable_rule_falls_back_to_the_filter_and_says_why(tmp_path, request, database):
     policies = tmp_path / "rego"
     shutil.copytree(REPO / "rego", policies)
     (policies / "mlflow" / "authz" / "shared_prefix.rego").write_text(SHARED_PREFIX_RULE)
     (tmp_path / "server").mkdir()
-    server = servers.start(tmp_path / "server", env={"MLFLOW_SECURE_POLICY_DIR": str(policies)})
+    backend = None
+    if database == "postgresql":
+        backend = request.getfixturevalue("postgres_server").make_database("e2e_fallback")
+    server = servers.start(
+        tmp_path / "server", env={"MLFLOW_SECURE_POLICY_DIR": str(policies)}, backend_uri=backend
+    )
     try:
         actors = teams.populate(server)
         admin = actors["admin"].key
@@ -37,20 +57,23 @@ def test_an_untranslatable_rule_falls_back_to_the_filter_and_says_why(tmp_path):
         assert made.status_code == 200, made.text
         for name, project in (("open-one", "shared-ml"), ("closed-one", "fraud")):
             tags = [{"key": "mlflow.secure.project", "value": project}]
-            created = actors["admin"].call(
-                "POST", "/2.0/mlflow/experiments/create", json={"name": name, "tags": tags}
-            )
-            assert created.status_code == 200, created.text
-        for _ in range(2):
-            found = actors["bob"].call(
-                "GET", "/2.0/mlflow/experiments/search", params={"max_results": 100}
-            )
-            assert found.status_code == 200, found.text
-            names = {e["name"] for e in found.json().get("experiments", [])}
-            assert "open-one" in names  # the operator's rule holds
-            assert "closed-one" not in names  # bob has no role in fraud
+            for path, body in (
+                ("/2.0/mlflow/experiments/create", {"name": name, "tags": tags}),
+                ("/2.0/mlflow/registered-models/create", {"name": name, "tags": tags}),
+                ("/2.0/mlflow/model-versions/create", {"name": name, "source": "s3://b/m"}),
+            ):
+                created = actors["admin"].call("POST", path, json=body)
+                assert created.status_code == 200, created.text
+        for path, field, _ in LISTINGS:
+            for _ in range(2):
+                found = actors["bob"].call("GET", path, params={"max_results": 100})
+                assert found.status_code == 200, found.text
+                names = {item["name"] for item in found.json().get(field, [])}
+                assert "open-one" in names  # the operator's rule holds
+                assert "closed-one" not in names  # bob has no role in fraud
         log = server.log()
-        assert log.count("uses the batched filter") == 1  # once per worker and reason
+        for _, _, endpoint in LISTINGS:  # once per worker, listing and reason
+            assert log.count(f"listing {endpoint} uses the batched filter") == 1, log
         assert "the function startswith" in log
     finally:
         server.interrupt()

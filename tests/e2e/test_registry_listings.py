@@ -1,6 +1,7 @@
 """Registered-model and model-version search end to end: a real server, a real OPA and the
-bundled policies narrow both listings to what the caller may read, on `/api` and `/ajax-api`.
-"""
+bundled policies narrow both listings to what the caller may read, on `/api` and `/ajax-api`,
+on SQLite and PostgreSQL (the policy pushed into the store query; the batched filter's path
+is test_listing_fallback.py's)."""
 
 import json
 
@@ -16,12 +17,16 @@ MODELS = "/2.0/mlflow/registered-models/search"
 VERSIONS = "/2.0/mlflow/model-versions/search"
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request, tmp_path_factory):
+    backend = None
+    if request.param == "postgresql":
+        backend = request.getfixturevalue("postgres_server").make_database("e2e_registry")
     server = servers.start(
         tmp_path_factory.mktemp("registry"),
         workers=2,
         env={"MLFLOW_SECURE_AUTH_MAX_FAILURES": "1000"},
+        backend_uri=backend,
     )
     actors = teams.populate(server)
 
@@ -84,6 +89,15 @@ def test_each_team_lists_only_its_own_models_and_versions(world, prefix):
     assert models == [f"fraud-{i:02d}" for i in range(6)]
     versions = alice.search(VERSIONS, prefix, filter="name='fraud-03'")["model_versions"]
     assert [(v["name"], v["version"]) for v in versions] == [("fraud-03", "2"), ("fraud-03", "1")]
+
+
+def test_the_bundled_policy_is_pushed_into_the_store_query(world):
+    """The answers above came from the store query itself, not from the batched filter."""
+    server, actors = world
+    for prefix in PREFIXES:
+        assert actors["bob"].search(MODELS, prefix, max_results=3)["registered_models"]
+        assert actors["bob"].search(VERSIONS, prefix, max_results=3)["model_versions"]
+    assert "uses the batched filter" not in server.log()
 
 
 @pytest.mark.parametrize("who", ["admin", "audrey"])

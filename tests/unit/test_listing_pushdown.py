@@ -1,4 +1,5 @@
-"""Listings pushed into the store query agree with the batched filter (Hypothesis, real OPA).
+"""Listings pushed into the store query agree with the batched filter (Hypothesis, real OPA):
+experiment search, registered-model search and model-version search.
 
 A real managed OPA serves the bundled policies and variants of them; a real MLflow store
 (SQLite, and PostgreSQL) holds one experiment for every combination of the attributes the
@@ -28,6 +29,7 @@ from mlflow_secure.policy.engine import start_managed_opa
 from mlflow_secure.policy.partial import Untranslatable, parse
 from mlflow_secure.request import listings
 from mlflow_secure.request.listings import experiments, pushdown, store_indexes
+from mlflow_secure.request.listings import registry as registry_listings
 from mlflow_secure.request.lookups import OWNER_TAG, ResourceResolver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -387,3 +389,198 @@ def test_the_narrowed_search_reads_the_tag_indexes(store, engines):
     )
     for name in expected:
         assert name in plan, plan
+
+
+# ------------------------------------------------------------------ registered models, versions
+# The same agreement for the registry: readability is the registered model's (its tags), a
+# model version's that of its registered model; prompts are MLflow's to exclude.
+
+
+def _populate_registry(registry) -> None:
+    from mlflow.entities.model_registry import ModelVersionTag, RegisteredModelTag
+
+    combinations = itertools.product(PROJECTS, CLASSIFICATIONS, OWNERS, SHARED)
+    for index, (project, classification, owner, shared) in enumerate(combinations):
+        tags = [
+            RegisteredModelTag(key, value)
+            for key, value in (
+                ("mlflow.secure.project", project),
+                ("mlflow.secure.classification", classification),
+                (OWNER_TAG, owner),
+                ("mlflow.secure.shared", shared),
+            )
+            if value is not None
+        ]
+        if index % 11 == 5:  # a prompt: never listed by either search
+            tags.append(RegisteredModelTag("mlflow.prompt.is_prompt", "true"))
+        name = f"model-{index:03d}-{project}"
+        registry.create_registered_model(name, tags=tags)
+        for version in range(1 + index % 3):
+            version_tags = [ModelVersionTag("shared", "yes")] if version % 2 else []
+            registry.create_model_version(
+                name, f"mlflow-artifacts:/{index}/{version}", tags=version_tags
+            )
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def registry(request, tmp_path_factory):
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
+    else:
+        uri = request.getfixturevalue("postgres_server").make_database("registry_pushdown")
+    store = RegistryStore(uri)
+    _populate_registry(store)
+    assert store_indexes.ensure_registry_indexes(store) == []
+    assert store_indexes.ensure_registry_indexes(store) == []  # idempotent
+    return store
+
+
+REGISTRY_SEARCHES = {
+    "registered_models": (
+        registry_listings.search_registered_models,
+        "mlflow.registered_models.search",
+        "registered_models",
+        lambda item: item["name"],
+        st.sampled_from(["", "name LIKE '%team-a%'", "tags.`mlflow.secure.shared` = 'yes'"]),
+        st.sampled_from([[], ["name DESC"], ["last_updated_timestamp ASC"]]),
+    ),
+    "model_versions": (
+        registry_listings.search_model_versions,
+        "mlflow.model_versions.search",
+        "model_versions",
+        lambda item: (item["name"], item["version"]),
+        st.sampled_from(["", "name LIKE '%team-a%'", "tags.shared = 'yes'"]),
+        st.sampled_from([[], ["name DESC"], ["version_number ASC"]]),
+    ),
+}
+
+
+def _registry_listing(registry, engine, subject, kind, params, pushed):
+    _, endpoint, *_ = REGISTRY_SEARCHES[kind]
+    reader = {"subject": subject, "action": {"endpoint": endpoint, "access": "read"}}
+
+    def allowed(resources):
+        return engine.client.filter_sync({**reader, "resources": resources})
+
+    return listings.ListingRequest(
+        params,
+        "POST",
+        ResourceResolver(lambda: None, lambda: registry),
+        allowed,
+        compile_call=engine.client.compile_sync if pushed else None,
+        subject_and_action=reader,
+        revision=engine.revision,
+    )
+
+
+def _registry_pages(registry, engine, subject, kind, search, pushed):
+    narrow, _, field, key, *_ = REGISTRY_SEARCHES[kind]
+    found, token = [], None
+    while True:
+        params = {**search, **({"page_token": token} if token else {})}
+        listing = _registry_listing(registry, engine, subject, kind, params, pushed)
+        payload = json.loads(narrow(listing).body())
+        found += [key(item) for item in payload.get(field, [])]
+        token = payload.get("next_page_token")
+        if not token:
+            return found
+
+
+@st.composite
+def registry_searches(draw):
+    kind = draw(st.sampled_from(sorted(REGISTRY_SEARCHES)))
+    *_, filters, orders = REGISTRY_SEARCHES[kind]
+    search = {
+        "filter": draw(filters),
+        "order_by": draw(orders),
+        "max_results": draw(st.integers(7, 150)),
+    }
+    return kind, search
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    derandomize=True,
+)
+@given(subject=subjects, drawn=registry_searches(), variant=st.sampled_from(sorted(VARIANTS)))
+def test_pushed_down_registry_pages_equal_the_batched_filter(
+    registry, engines, subject, drawn, variant
+):
+    kind, search = drawn
+    engine = engines[variant]
+    pushed = _registry_pages(registry, engine, subject, kind, search, pushed=True)
+    whole = {**search, "max_results": 1000}
+    assert pushed == _registry_pages(registry, engine, subject, kind, whole, pushed=False)
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY_SEARCHES))
+def test_the_bundled_policy_pushes_registry_searches_down_and_shows_what_a_member_may_read(
+    registry, engines, caplog, kind
+):
+    """Not a fallback in disguise: the registry's query narrows; a viewer of team-a with
+    internal clearance sees team-a's models (and their own outside any project), no prompt."""
+    caplog.set_level(logging.WARNING, logger=pushdown.__name__)
+    narrow, _, field, *_ = REGISTRY_SEARCHES[kind]
+    listing = _registry_listing(
+        registry, engines["bundled"], MEMBER, kind, {"max_results": 1000}, pushed=True
+    )
+    listing.filter_call = _never
+    items = json.loads(narrow(listing).body())[field]
+    combinations = list(itertools.product(PROJECTS, CLASSIFICATIONS, OWNERS, SHARED))
+    readable = {
+        f"model-{index:03d}-{p}"
+        for index, (p, c, o, _) in enumerate(combinations)
+        # MLflow tells a prompt's versions by their own tag, which these versions lack
+        if (index % 11 != 5 or kind == "model_versions")
+        and c in {"public", "internal", "", None}
+        and (p == "team-a" or (p in {"", None} and o == "alice"))
+    }
+    assert {item["name"] for item in items} == readable
+    if kind == "model_versions":
+        assert len(items) > len(readable)  # several versions of some models
+    assert not [r for r in caplog.records if "batched filter" in r.getMessage()]
+
+
+def test_an_untranslatable_policy_falls_back_for_the_registry_too(registry, engines, caplog):
+    caplog.set_level(logging.WARNING, logger=pushdown.__name__)
+    pushdown.FALLBACKS_LOGGED.clear()
+    for kind in sorted(REGISTRY_SEARCHES):
+        narrow, endpoint, field, *_ = REGISTRY_SEARCHES[kind]
+        listing = _registry_listing(
+            registry, engines["prefix"], MEMBER, kind, {"max_results": 1000}, pushed=True
+        )
+        names = {item["name"] for item in json.loads(narrow(listing).body())[field]}
+        assert any(name.endswith("-other") for name in names)  # the variant's own rule held
+        logged = [r.getMessage() for r in caplog.records if endpoint in r.getMessage()]
+        assert logged
+        assert "startswith" in logged[0]
+
+
+def test_the_narrowed_registry_search_reads_the_tag_indexes(registry, engines):
+    from mlflow.store.model_registry.dbmodels.models import SqlRegisteredModel
+    from mlflow.utils.search_utils import SearchModelUtils
+    from sqlalchemy import text
+
+    listing = _registry_listing(registry, engines["bundled"], MEMBER, "registered_models", {}, True)
+    readable = registry_listings._readable_condition(
+        registry, listing, "registered_model", SqlRegisteredModel.name
+    )
+    with registry.ManagedSessionMaker() as session:
+        matching = registry._get_search_registered_model_filter_query(
+            session, SearchModelUtils.parse_search_filter(""), registry._get_dialect()
+        )
+    statement = matching.with_only_columns(SqlRegisteredModel.name).where(readable).limit(10)
+    postgres = registry._get_dialect() == "postgresql"
+    with registry.engine.connect() as connection:
+        if postgres:
+            connection.execute(text("SET enable_seqscan = off"))  # a tiny table: force the plan
+        compiled = statement.compile(registry.engine, compile_kwargs={"literal_binds": True})
+        explain = "EXPLAIN" if postgres else "EXPLAIN QUERY PLAN"
+        plan = " ".join(str(row) for row in connection.execute(text(f"{explain} {compiled}")))
+    table = store_indexes.REGISTERED_MODEL_TAGS
+    expected = table.postgres_index("mlflow.secure.project") if postgres else table.sqlite_index()
+    assert expected in plan, plan

@@ -41,6 +41,12 @@ REFUSED = [
     (INTERVAL, {"run_ids": ["123"], "metric_key": ""}, None),
     (INTERVAL, {"run_ids": ["123"], "max_results": 5}, None),
     (BULK, {"run_id": ["r1"]}, None),
+    # the handler's own checks after the schema, before the store
+    (INTERVAL, {"run_ids": ["123"], "metric_key": "key", "start_step": 1, "end_step": 0}, None),
+    (INTERVAL, {"run_ids": ["123"], "metric_key": "key", "start_step": 1}, None),
+    (INTERVAL, {"run_ids": ["123"], "metric_key": "key", "end_step": 3}, None),
+    # the schema comes first
+    (INTERVAL, {"run_ids": ["1"], "metric_key": "k", "start_step": 1, "max_results": 0}, None),
     (LOG_INPUTS, {}, {"datasets": []}),
     (UPLOAD, {}, None),
     (UPLOAD, {"run_uuid": "r1"}, None),
@@ -62,6 +68,7 @@ REFUSED = [
 PASSED_ON = [
     (BULK, {"run_id": ["r1"], "metric_key": "key"}, None),
     (INTERVAL, {"run_ids": ["r1", "r2"], "metric_key": "key"}, None),
+    (INTERVAL, {"run_ids": ["r1"], "metric_key": "key", "start_step": 2, "end_step": 2}, None),
     (LOG_INPUTS, {}, {"run_id": "r1"}),
     (UPLOAD, {"run_uuid": "r1", "path": "a.txt"}, None),
     (PROMPTLAB, {}, {**PROMPT, "model_route": "r", "model_input": "i", "mlflow_version": "3"}),
@@ -81,8 +88,8 @@ def _ours(key, params, body):
     request = canonical.read(
         ROUTES[key], key, key[1], _query(params), raw if reads_json else None, {}
     )
-    found = mlflow_refusals.refusal(ROUTES[key].endpoint, request.params)
-    return found or mlflow_refusals.schema_refusal(request)
+    found = mlflow_refusals.refused(ROUTES[key].endpoint, request)
+    return found[0] if found is not None else None
 
 
 def _mlflows(key, params, body):
@@ -113,3 +120,13 @@ def test_requests_mlflow_takes_on_are_not_answered_early(key, params, body):
 def test_every_entry_is_a_census_endpoint():
     endpoints = {spec.endpoint for spec in ROUTES.values()}
     assert set(mlflow_refusals.REFUSALS) <= endpoints
+    assert set(mlflow_refusals.AFTER_SCHEMA) <= endpoints
+
+
+def test_a_refusal_that_quotes_values_is_audited_without_them():
+    key = INTERVAL
+    params = {"run_ids": ["123"], "metric_key": "key", "start_step": 41, "end_step": 7}
+    request = canonical.read(ROUTES[key], key, key[1], _query(params), None, {})
+    reply, reason = mlflow_refusals.refused(ROUTES[key].endpoint, request)
+    assert "41" in json.loads(reply.body())["message"]
+    assert reason == mlflow_refusals.SCHEMA_REASON

@@ -9,8 +9,10 @@ with the installed MLflow's handler). They run after the canonical reading and b
 resolution, and are recorded in the audit trail as refusals.
 
 Each entry mirrors one handler's checks, in the handler's order, up to the first one that
-needs the store; a check the handler makes later is left to it. Field names are proto names:
-the canonical reading has folded their JSON aliases (`experimentIds`) already.
+needs the store; a check the handler makes later is left to it: its own checks before the
+schema (`REFUSALS`), the schema of `_get_request_message` (mlflow_validation.py), then its
+`..._impl`'s own checks before the store (`AFTER_SCHEMA`). Field names are proto names: the
+canonical reading has folded their JSON aliases (`experimentIds`) already.
 """
 
 from __future__ import annotations
@@ -83,6 +85,31 @@ def safe_path(field: str) -> Check:
     return check
 
 
+def _first(value: Any) -> Any:
+    """What `request.args.get` gives for a repeated query parameter: its first value."""
+    return value[0] if isinstance(value, list) and value else value
+
+
+def step_range() -> Check:
+    """`get_metric_history_bulk_interval_impl`: both steps or neither, in order (the schema
+    has checked each is an integer)."""
+
+    def check(params: Mapping[str, Any]) -> str | None:
+        start, end = _first(params.get("start_step")), _first(params.get("end_step"))
+        if start is not None and end is not None:
+            if int(start) > int(end):
+                return (
+                    "end_step must be greater than start_step. "
+                    f"Found start_step={int(start)} and end_step={int(end)}."
+                )
+            return None
+        if start is not None or end is not None:
+            return "If either start step or end step are specified, both must be specified."
+        return None
+
+    return check
+
+
 _PROMPTLAB_FIELDS = (
     "experiment_id",
     "prompt_template",
@@ -134,9 +161,30 @@ REFUSALS: dict[str, tuple[Check, ...]] = {
 }
 
 
+# A handler's `..._impl` checks after the schema, before any store. Their messages may quote
+# the request's values, so the audit trail records SCHEMA_REASON for them.
+AFTER_SCHEMA: dict[str, tuple[Check, ...]] = {
+    "mlflow.metrics.get_history_bulk_interval": (step_range(),),
+}
+
+
+def refused(endpoint: str, request: Any) -> tuple[JsonReply, str] | None:
+    """MLflow's 400 for a canonical request its handler refuses before reading a store, with
+    the audit reason (which never quotes a value), in the handler's order of checks."""
+    invalid = refusal(endpoint, request.params)
+    if invalid is not None:
+        return invalid, invalid.reason()
+    invalid = schema_refusal(request) or _checked(AFTER_SCHEMA.get(endpoint, ()), request.params)
+    return (invalid, SCHEMA_REASON) if invalid is not None else None
+
+
 def refusal(endpoint: str, params: Mapping[str, Any]) -> JsonReply | None:
-    """MLflow's 400 for this request, if its handler refuses it before reading a store."""
-    for check in REFUSALS.get(endpoint, ()):
+    """MLflow's 400 for this request, if its handler refuses it before its schema."""
+    return _checked(REFUSALS.get(endpoint, ()), params)
+
+
+def _checked(checks: tuple[Check, ...], params: Mapping[str, Any]) -> JsonReply | None:
+    for check in checks:
         message = check(params)
         if message is not None:
             return mlflow_error(MlflowException(message, error_code=INVALID_PARAMETER_VALUE))

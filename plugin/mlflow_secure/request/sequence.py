@@ -106,12 +106,10 @@ def authorise(pipeline: Pipeline, trail: Trail, authorization: list[bytes]) -> S
         request = pipeline.read(trail, body)
         if isinstance(request, ErrorResponse):
             return request
-        invalid = mlflow_refusals.refusal(action.endpoint, request.params)
-        reason = invalid.reason() if invalid is not None else mlflow_refusals.SCHEMA_REASON
-        invalid = invalid or mlflow_refusals.schema_refusal(request)
+        invalid = mlflow_refusals.refused(action.endpoint, request)
         if invalid is not None:  # MLflow's own 400, in its words, before any id is read
-            trail.decision, trail.reasons = "deny", (reason,)  # (a schema's may quote values)
-            return invalid
+            trail.decision, trail.reasons = "deny", (invalid[1],)
+            return invalid[0]
     resource = yield Blocking(pipeline.resource, (trail, body or b""), action.plugin_path is None)
     if isinstance(resource, ErrorResponse):
         return resource

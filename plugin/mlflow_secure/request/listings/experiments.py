@@ -38,11 +38,12 @@ from mlflow_secure.request.listings.core import (
     readable_by_key,
 )
 from mlflow_secure.request.listings.pushdown import (
-    PUSHDOWN_DIALECTS,
     Attributes,
     Untranslatable,
     fallback_logged,
     read_condition,
+    require_pushdown,
+    tag_attributes,
 )
 from mlflow_secure.request.lookups import CLASSIFICATION_TAG, OWNER_TAG, PROJECT_TAG
 
@@ -200,35 +201,15 @@ def _described(store: Any, view_type: int, filter_string: str, order_by: list[st
 
 def _readable_condition(store: Any, listing: ListingRequest) -> Any:
     """The experiments the policy lets the caller read, as a condition on MLflow's
-    experiments table (pushdown.py); raises Untranslatable when it cannot be written so.
-
-    Each attribute test is `experiment_id IN (the tag rows of that key whose value passes)`,
-    a subquery the database evaluates once per statement rather than once per row."""
+    experiments table (pushdown.py); raises Untranslatable when it cannot be written so."""
     from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
-    from sqlalchemy import literal, select
 
-    dialect = store._get_dialect()
-    if dialect not in PUSHDOWN_DIALECTS:
-        raise Untranslatable(f"a {dialect} store (its collation may ignore case)")
-
-    def tag(key: str, predicate: Any, non_empty: bool = False) -> Any:
-        rows = SqlExperimentTag
-        # the key as a literal: PostgreSQL matches its partial indexes (store_indexes.py)
-        kept = [rows.key == literal(key, literal_execute=True), predicate(rows.value)]
-        if non_empty:  # an attribute is null when its tag is absent or empty
-            kept.append(rows.value != "")
-        return SqlExperiment.experiment_id.in_(select(rows.experiment_id).where(*kept))
-
-    fields = {
-        field: (lambda predicate, key=key: tag(key, predicate, non_empty=True))
-        for field, key in (
-            ("project", PROJECT_TAG),
-            ("classification", CLASSIFICATION_TAG),
-            ("owner", OWNER_TAG),
-        )
-    }
-    fields["lifecycle_stage"] = lambda predicate: predicate(SqlExperiment.lifecycle_stage)
-    return read_condition(listing, _LISTED, Attributes(fields, tag))
+    require_pushdown(store._get_dialect())
+    tagged = tag_attributes(
+        SqlExperiment.experiment_id, SqlExperimentTag, SqlExperimentTag.experiment_id
+    )
+    fields = {**tagged.fields, "lifecycle_stage": lambda p: p(SqlExperiment.lifecycle_stage)}
+    return read_condition(listing, _LISTED, Attributes(fields, tagged.tag))
 
 
 def _keys(session: Any, query: Any) -> dict[str, tuple]:

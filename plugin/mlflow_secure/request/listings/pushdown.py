@@ -33,12 +33,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, false, not_, or_, true
+from sqlalchemy import and_, false, literal, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from mlflow_secure.policy.client import CompileRefused
 from mlflow_secure.policy.partial import Call, Const, Tag, Untranslatable, residual
 from mlflow_secure.policy.residual import NormalForm, Tagged, Test, normal_form
+from mlflow_secure.request.lookups import CLASSIFICATION_TAG, OWNER_TAG, PROJECT_TAG
 from mlflow_secure.ttl_cache import TtlCache
 
 _logger = logging.getLogger(__name__)
@@ -61,6 +62,41 @@ class Attributes:
 
     fields: Mapping[str, Holds]
     tag: Callable[[str, Callable[[Any], Clause]], Clause]
+
+
+# The attributes kept as tags (the batched filter's `attributes` reads the same keys).
+ATTRIBUTE_TAGS = (
+    ("project", PROJECT_TAG),
+    ("classification", CLASSIFICATION_TAG),
+    ("owner", OWNER_TAG),
+)
+
+
+def require_pushdown(dialect: str) -> None:
+    if dialect not in PUSHDOWN_DIALECTS:
+        raise Untranslatable(f"a {dialect} store (its collation may ignore case)")
+
+
+def tag_attributes(item: Any, rows: Any, owner: Any, scope: tuple[Clause, ...] = ()) -> Attributes:
+    """Attributes kept in one of MLflow's key-value tag tables: `rows` (its key and value
+    columns), whose `owner` column names the listed row's `item` column.
+
+    Each test is `item IN (the owners whose tag of that key passes)`, a subquery the database
+    evaluates once per statement rather than once per row; `scope` holds the tag rows to
+    where the searched rows are (MLflow's workspace clauses)."""
+
+    def tag(key: str, predicate: Callable[[Any], Clause], non_empty: bool = False) -> Clause:
+        # the key as a literal: PostgreSQL matches its partial indexes (store_indexes.py)
+        kept = [*scope, rows.key == literal(key, literal_execute=True), predicate(rows.value)]
+        if non_empty:  # an attribute is null when its tag is absent or empty
+            kept.append(rows.value != "")
+        return item.in_(select(owner).where(*kept))
+
+    fields = {
+        field: (lambda predicate, key=key: tag(key, predicate, non_empty=True))
+        for field, key in ATTRIBUTE_TAGS
+    }
+    return Attributes(fields, tag)
 
 
 # Normal forms by policy revision, subject, action and listed kind. What invalidates an entry:

@@ -2,16 +2,22 @@
 which registered models to keep.
 
 A model version is governed by its registered model (as `ResourceResolver.model_version`
-says), so both searches decide readability per registered model: its policy attributes
-(project, classification, owner, policy tags) are described once, models that look alike
-form one group, and the policy is asked ONCE about the groups (see `core`).
+says), so both searches decide readability per registered model, by its policy attributes
+(project, classification, owner, policy tags: registered-model tags).
 
-On a SQL registry store the work is pushed into the database: one query lists the keys of
-everything matching the client's filter, in the client's order, together with the policy
-tags of each item's registered model (MLflow's own filter and order clause builders, so
-filters, prompt exclusion and workspaces mean exactly what they mean to MLflow); then only
-the page's items are loaded in full, the way MLflow loads them. Other stores are scanned
-through MLflow's public search instead (same answer, slower).
+On a SQLite or PostgreSQL registry the policy is pushed into the database, as for experiment
+search (pushdown.py): OPA's partial evaluation of the read rule becomes one more condition
+of MLflow's own search statement (its filter and order clause builders, so filters, prompt
+exclusion and workspaces mean exactly what they mean to MLflow), which lists the page's keys
+in the client's order; only those are loaded in full, the way MLflow loads them. The policy
+is not asked about items at all.
+
+When the policy cannot be written as SQL (or on another database) the batched filter serves
+the request: one query lists the keys of everything matching the client's filter with the
+policy tags of each item's registered model, models that look alike form one group, the
+policy is asked ONCE about the groups (see `core`), and the page is cut from the narrowed
+order (linear in the store). Other stores are scanned through MLflow's public search
+(same answer, slower still).
 
 Page tokens name a position in the narrowed order: pages are filled to `max_results`, never
 skip or repeat an item while nothing changes, and reveal no totals.
@@ -40,6 +46,13 @@ from mlflow_secure.request.listings.core import (
     encode_offset,
     readable_by_group,
 )
+from mlflow_secure.request.listings.pushdown import (
+    Untranslatable,
+    fallback_logged,
+    read_condition,
+    require_pushdown,
+    tag_attributes,
+)
 from mlflow_secure.request.lookups import CLASSIFICATION_TAG, OWNER_TAG, PROJECT_TAG
 
 POLICY_TAG_PREFIX = "mlflow.secure."
@@ -48,6 +61,8 @@ LOAD_CHUNK = 400  # versions per page-loading query: within every database's par
 # MLflow's SQL store orders model versions this way when the client names no order.
 DEFAULT_VERSION_ORDER = ("last_updated_timestamp DESC", "name ASC", "version_number DESC")
 _FIELDS = ("filter", "max_results", "order_by", "page_token")
+MODELS_ENDPOINT = "mlflow.registered_models.search"
+VERSIONS_ENDPOINT = "mlflow.model_versions.search"
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,14 @@ class Search:
         """The page's slice of the narrowed order, and whether anything follows it."""
         end = self.offset + self.count
         return list(narrowed[self.offset : end]), len(narrowed) > end
+
+    def pushed_page(self, session: Any, keys: Any) -> tuple[list[Any], bool]:
+        """The page of a statement that lists only readable keys, in order: one more row
+        than the page is read to know whether anything follows it."""
+        found = [
+            tuple(row) for row in session.execute(keys.offset(self.offset).limit(self.count + 1))
+        ]
+        return found[: self.count], len(found) > self.count
 
 
 def attributes(kind: str, tags: Mapping[str, str | None]) -> dict[str, Any]:
@@ -161,15 +184,25 @@ def _sql_registered_models(
         matching = store._get_search_registered_model_filter_query(
             session, parsed, store._get_dialect()
         )
-        rows = session.execute(
-            _with_policy_tags(matching, SqlRegisteredModel, SqlRegisteredModel.name).order_by(
-                *order
+        try:
+            readable = _readable_condition(
+                store, listing, "registered_model", SqlRegisteredModel.name
             )
-        ).all()
-        ordered, tags = _gather(rows)
-        described = {name: attributes("registered_model", t) for name, t in tags.items()}
-        readable = readable_by_group(described, listing.allowed)
-        page, more = search.page([name for (name,) in ordered if name in readable])
+        except Untranslatable as reason:
+            fallback_logged(MODELS_ENDPOINT, reason)
+            rows = session.execute(
+                _with_policy_tags(matching, SqlRegisteredModel, SqlRegisteredModel.name).order_by(
+                    *order
+                )
+            ).all()
+            ordered, tags = _gather(rows)
+            described = {name: attributes("registered_model", t) for name, t in tags.items()}
+            readable_names = readable_by_group(described, listing.allowed)
+            page, more = search.page([name for (name,) in ordered if name in readable_names])
+        else:  # MLflow's own search statement, with the policy as one more condition
+            keys = matching.with_only_columns(SqlRegisteredModel.name).where(readable)
+            found, more = search.pushed_page(session, keys.order_by(*order))
+            page = [name for (name,) in found]
         if not page:
             return [], more
         loaded = (
@@ -223,22 +256,27 @@ def _sql_model_versions(
 
     parsed = SearchModelVersionUtils.parse_search_filter(search.filter)
     matching = store._get_search_model_versions_filter_clauses(parsed, store._get_dialect())
+    matching = matching.filter(SqlModelVersion.current_stage != STAGE_DELETED_INTERNAL)
     order = store._parse_search_model_versions_order_by(
         search.order_by or list(DEFAULT_VERSION_ORDER)
     )
     with store.ManagedSessionMaker() as session:
-        rows = session.execute(
-            _with_policy_tags(
-                matching.filter(SqlModelVersion.current_stage != STAGE_DELETED_INTERNAL),
-                SqlModelVersion,
-                SqlModelVersion.name,
-                SqlModelVersion.version,
-            ).order_by(*order)
-        ).all()
-        ordered, tags = _gather(rows)
-        described = {name: attributes("model_version", t) for name, t in tags.items()}
-        readable = readable_by_group(described, listing.allowed)
-        page, more = search.page([key for key in ordered if key[0] in readable])
+        try:
+            readable = _readable_condition(store, listing, "model_version", SqlModelVersion.name)
+        except Untranslatable as reason:
+            fallback_logged(VERSIONS_ENDPOINT, reason)
+            rows = session.execute(
+                _with_policy_tags(
+                    matching, SqlModelVersion, SqlModelVersion.name, SqlModelVersion.version
+                ).order_by(*order)
+            ).all()
+            ordered, tags = _gather(rows)
+            described = {name: attributes("model_version", t) for name, t in tags.items()}
+            readable_names = readable_by_group(described, listing.allowed)
+            page, more = search.page([key for key in ordered if key[0] in readable_names])
+        else:  # MLflow's own search statement, with the policy as one more condition
+            keys = matching.with_only_columns(SqlModelVersion.name, SqlModelVersion.version)
+            page, more = search.pushed_page(session, keys.where(readable).order_by(*order))
         by_key = {}
         for chunk in _chunks(page, LOAD_CHUNK):
             for version in _load_versions(session, store, chunk):
@@ -287,6 +325,24 @@ def _scanned_model_versions(
 
 
 # ------------------------------------------------------------------------- shared
+
+
+def _readable_condition(store: Any, listing: ListingRequest, kind: str, name: Any) -> Any:
+    """The items whose registered model the policy lets the caller read, as a condition on
+    `name` (the registered model's name column of the searched table), pushdown.py's way;
+    raises Untranslatable when it cannot be written so.
+
+    The tag rows are held to the active workspace, as MLflow's search statement holds the
+    searched rows (`_get_workspace_clauses` on both), so a name never matches another
+    workspace's model of the same name."""
+    from mlflow.store.model_registry.dbmodels.models import SqlRegisteredModelTag as Tag
+
+    require_pushdown(store._get_dialect())
+    scope = tuple(store._get_workspace_clauses(Tag))
+    # What the policy knows of a listed item before reading the store: its kind, and a
+    # group's id as in the batched filter (core), so a rule about one id never matches.
+    known = {"type": kind, "id": "group", "group": True}
+    return read_condition(listing, known, tag_attributes(name, Tag, Tag.name, scope))
 
 
 def _with_policy_tags(matching: Any, model: Any, *keys: Any) -> Any:
