@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import auth_overhead, authz_throughput, cpu_per_request
+from benchmarks import auth_overhead, authz_throughput, cpu_per_request, listing_scale
 
 BENCHMARKS = {
     "auth_overhead": auth_overhead.main,
     "authz_throughput": authz_throughput.main,
     "cpu_per_request": cpu_per_request.main,
+    "listing_scale": listing_scale.main,
 }
 
 

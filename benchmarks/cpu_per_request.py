@@ -31,7 +31,8 @@ import httpx
 import psutil
 from tests.support import servers
 
-from benchmarks.authz_throughput import _seed_experiments, statuses, stock_server
+from benchmarks.authz_throughput import statuses, stock_server
+from benchmarks.listing_scale import seed_experiments
 
 CLIENTS = 16
 DURATION = 6.0
@@ -87,9 +88,9 @@ def _editor_key(secure: servers.Server) -> str:
         ("projects/create", {"name": "bench"}),
         ("users/create", {"name": "editor", "clearance": "confidential"}),
         ("projects/set-member", {"project": "bench", "role": "editor", "principal": "editor"}),
-        # the seeded store's readable 1% is in project `visible`
-        ("projects/create", {"name": "visible"}),
-        ("projects/set-member", {"project": "visible", "role": "viewer", "principal": "editor"}),
+        # the seeded store's readable 1% is in project `one` (listing_scale)
+        ("projects/create", {"name": "one"}),
+        ("projects/set-member", {"project": "one", "role": "viewer", "principal": "editor"}),
     ):
         secure.api("POST", API + path, admin, json=body).raise_for_status()
     response = secure.api(
@@ -200,7 +201,7 @@ def _percentile(values: list[float], share: float) -> float:
 
 def _start(root: Path) -> tuple[servers.Server, servers.Server, list[Target]]:
     seeded = root / "seed.db"
-    _seed_experiments(seeded, EXPERIMENTS, EXPERIMENTS // 100)
+    seed_experiments(f"sqlite:///{seeded}", EXPERIMENTS, "tagged")
     for name in ("stock", "secure"):
         (root / name / "artifacts").mkdir(parents=True)
         shutil.copy(seeded, root / name / "mlflow.db")

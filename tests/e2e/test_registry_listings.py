@@ -91,12 +91,24 @@ def test_each_team_lists_only_its_own_models_and_versions(world, prefix):
     assert [(v["name"], v["version"]) for v in versions] == [("fraud-03", "2"), ("fraud-03", "1")]
 
 
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_each_team_lists_only_its_own_experiments_on_this_database_too(world, prefix):
+    _, actors = world
+    for who, project in (("alice", "fraud"), ("bob", "churn")):
+        found = names(actors[who].search("/2.0/mlflow/experiments/search", prefix), "experiments")
+        assert found == [project]
+    assert (
+        actors["bob"].search("/2.0/mlflow/experiments/search", prefix, filter="name='fraud'") == {}
+    )
+
+
 def test_the_bundled_policy_is_pushed_into_the_store_query(world):
     """The answers above came from the store query itself, not from the batched filter."""
     server, actors = world
     for prefix in PREFIXES:
         assert actors["bob"].search(MODELS, prefix, max_results=3)["registered_models"]
         assert actors["bob"].search(VERSIONS, prefix, max_results=3)["model_versions"]
+        assert actors["bob"].search("/2.0/mlflow/experiments/search", prefix)["experiments"]
     assert "uses the batched filter" not in server.log()
 
 

@@ -209,7 +209,7 @@ def _readable_condition(store: Any, listing: ListingRequest) -> Any:
         SqlExperiment.experiment_id, SqlExperimentTag, SqlExperimentTag.experiment_id
     )
     fields = {**tagged.fields, "lifecycle_stage": lambda p: p(SqlExperiment.lifecycle_stage)}
-    return read_condition(listing, _LISTED, Attributes(fields, tagged.tag))
+    return read_condition(listing, _LISTED, Attributes(fields, tagged.tag, tagged.null_or_in))
 
 
 def _keys(session: Any, query: Any) -> dict[str, tuple]:

@@ -8,7 +8,9 @@ would answer about each row (the differential test pins it):
 
 * a test of an attribute (project, classification, owner, stage) is "the row has a value in
   this set" (`Attributes.fields`: for tag-backed attributes, `id IN (tag rows of that key,
-  non-empty, whose value passes)`), its null case the negation of "the row has a value";
+  non-empty, whose value passes)`), its null case the negation of "the row has a value",
+  and "null or in this set" of a tag-backed attribute "the row has no value outside it"
+  (one set for the database to build, not two: `Attributes.null_or_in`);
   every clause is true or false, never SQL's NULL, so `NOT` means Rego's `not`;
 * a call on a policy tag (`input.resource.tags[key]`, undefined when the item lacks it) is
   "the row has that tag and the call holds of its value", its negation NOT that; a key
@@ -30,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, false, literal, not_, or_, select, true
@@ -62,6 +64,12 @@ class Attributes:
 
     fields: Mapping[str, Holds]
     tag: Callable[[str, Callable[[Any], Clause]], Clause]
+    # For attributes kept in one tag row per item: "null, or a value in these strings", as
+    # one set (the rows whose value is outside them) rather than two (those inside, and all
+    # that have a value): measured on 100,000 experiments (PostgreSQL), a classification
+    # test built the two sets in full, ~45 ms, where the outside set of a cleared reader is
+    # empty.
+    null_or_in: Mapping[str, Callable[[list[str]], Clause]] = field(default_factory=dict)
 
 
 # The attributes kept as tags (the batched filter's `attributes` reads the same keys).
@@ -92,11 +100,16 @@ def tag_attributes(item: Any, rows: Any, owner: Any, scope: tuple[Clause, ...] =
             kept.append(rows.value != "")
         return item.in_(select(owner).where(*kept))
 
+    def null_or_in(key: str) -> Callable[[list[str]], Clause]:
+        # one row per item and key (the tag tables' primary keys): no non-empty value
+        # outside `strings`; a NULL value is outside nothing (NOT IN is NULL), as it is null
+        return lambda strings: not_(tag(key, lambda value: value.not_in(strings), non_empty=True))
+
     fields = {
-        field: (lambda predicate, key=key: tag(key, predicate, non_empty=True))
-        for field, key in ATTRIBUTE_TAGS
+        name: (lambda predicate, key=key: tag(key, predicate, non_empty=True))
+        for name, key in ATTRIBUTE_TAGS
     }
-    return Attributes(fields, tag)
+    return Attributes(fields, tag, {name: null_or_in(key) for name, key in ATTRIBUTE_TAGS})
 
 
 # Normal forms by policy revision, subject, action and listed kind. What invalidates an entry:
@@ -156,10 +169,13 @@ def _sql(test: Test, attributes: Attributes) -> Clause:
         raise Untranslatable(f"the attribute {test.field}, which this listing lacks")
     holds = attributes.fields[test.field]
     strings = sorted(v for v in test.values if v is not None)
-    parts = [holds(lambda value: value.in_(strings))] if strings else []
-    if None in test.values:
-        parts.append(not_(holds(lambda _value: true())))
-    clause = or_(false(), *parts)
+    if strings and None in test.values and test.field in attributes.null_or_in:
+        clause = attributes.null_or_in[test.field](strings)
+    else:
+        parts = [holds(lambda value: value.in_(strings))] if strings else []
+        if None in test.values:
+            parts.append(not_(holds(lambda _value: true())))
+        clause = or_(false(), *parts)
     return not_(clause) if test.negated else clause
 
 

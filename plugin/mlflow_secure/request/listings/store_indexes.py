@@ -10,6 +10,11 @@ without these indexes and ~2 ms with them, against ~1.5 ms for stock MLflow's un
 a whole page goes from 1.26-1.30 x stock to ~1.05 x.
 
 * SQLite: one covering index per table (key, value, item): values of any length are fine.
+* Both: experiment tags by experiment (`mlflow_secure_experiment_tag_items`). MLflow's key is
+  (key, experiment_id), so loading the tags of a page of experiments by id scans every tag
+  row of the store: measured on 100,000 experiments (SQLite), a page of 100 took ~85 ms
+  with its tags loaded that way and ~45 ms with this index (stock MLflow pays the same scan
+  for its own pages).
 * PostgreSQL: one partial index (value, item) per table and attribute key (project,
   classification, owner). A B-tree entry is limited to about 2.7 kB, so only these keys are
   indexed: their values are project names, classification levels and principal names, which
@@ -46,6 +51,8 @@ class TagTable:
     prefix: str  # index names: <prefix>_values (SQLite), <prefix>_<attribute> (PostgreSQL)
     leading: tuple[str, ...]
     item: str
+    # An index by item alone (<prefix>_items): the tags of a page's items, loaded by id.
+    by_item: bool = False
 
     def sqlite_index(self) -> str:
         return f"{self.prefix}_values"
@@ -54,7 +61,9 @@ class TagTable:
         return f"{self.prefix}_{ATTRIBUTE_KEYS[key]}"
 
 
-EXPERIMENT_TAGS = TagTable("experiment_tags", "mlflow_secure_experiment_tag", (), "experiment_id")
+EXPERIMENT_TAGS = TagTable(
+    "experiment_tags", "mlflow_secure_experiment_tag", (), "experiment_id", by_item=True
+)
 REGISTERED_MODEL_TAGS = TagTable(
     "registered_model_tags", "mlflow_secure_registered_model_tag", ("workspace",), "name"
 )
@@ -65,17 +74,23 @@ POSTGRES_INDEXES = {key: EXPERIMENT_TAGS.postgres_index(key) for key in ATTRIBUT
 
 def statements(dialect: str, table: TagTable = EXPERIMENT_TAGS) -> list[str]:
     """The CREATE INDEX statements for `dialect` (idempotent), none for other databases."""
+    if dialect not in ("sqlite", "postgresql"):
+        return []
     if dialect == "sqlite":
         columns = ", ".join((*table.leading, "key", "value", table.item))
-        return [f"CREATE INDEX IF NOT EXISTS {table.sqlite_index()} ON {table.table} ({columns})"]
-    if dialect == "postgresql":
+        found = [f"CREATE INDEX IF NOT EXISTS {table.sqlite_index()} ON {table.table} ({columns})"]
+    else:
         columns = ", ".join((*table.leading, "value", table.item))
-        return [
+        found = [
             f"CREATE INDEX IF NOT EXISTS {table.postgres_index(key)} ON {table.table} "
             f"({columns}) WHERE key = '{key}'"
             for key in ATTRIBUTE_KEYS
         ]
-    return []
+    if table.by_item:
+        found.append(
+            f"CREATE INDEX IF NOT EXISTS {table.prefix}_items ON {table.table} ({table.item})"
+        )
+    return found
 
 
 def ensure_listing_indexes(store: Any) -> list[str]:
