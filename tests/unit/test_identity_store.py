@@ -229,3 +229,23 @@ def test_a_new_sqlite_identity_store_is_private(tmp_path):
     engine.dispose()
     for path in tmp_path.glob("private.db*"):
         assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_a_new_database_file_opened_while_another_connection_writes_it_still_turns_wal(tmp_path):
+    """SQLite refuses the switch to WAL at once, without its busy wait, while another
+    connection holds the write lock (waiting could deadlock): a worker opening the file
+    while a migration or the audit writer writes must wait for it, not fail."""
+    import sqlite3
+
+    path = tmp_path / "fresh.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("BEGIN IMMEDIATE")  # the write lock, held for half a second
+    writer.execute("INSERT INTO t VALUES (1)")
+    threading.Timer(0.5, lambda: writer.execute("COMMIT")).start()
+    engine = store.open_engine(f"sqlite:///{path}")
+    with engine.connect() as connection:
+        mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+    assert mode == "wal"
+    engine.dispose()
+    writer.close()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PG_MIGRATION_LOCK = 0x6D6C7365  # "mlse": serialises migrations across replicas
+WAL_ATTEMPTS = 600  # 30 s, as long as the busy timeout
+WAL_RETRY_SECONDS = 0.05
 
 
 def default_identity_uri(backend_store_uri: str | None) -> str:
@@ -56,11 +60,28 @@ def open_engine(uri: str) -> Engine:
         def _sqlite_pragmas(connection, _record) -> None:
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor)
             cursor.close()
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _use_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the database file to WAL (it stays so), retrying while another connection
+    holds it: SQLite answers "database is locked" to the switch at once, without waiting
+    out the busy timeout (escalating a shared lock could deadlock), so two workers or the
+    audit writer and a migration opening a new file together would otherwise fail."""
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(WAL_RETRY_SECONDS)
 
 
 @contextlib.contextmanager
