@@ -77,3 +77,38 @@ def test_an_untranslatable_rule_falls_back_to_the_filter_and_says_why(tmp_path, 
         assert "the function startswith" in log
     finally:
         server.interrupt()
+
+
+def test_a_store_with_a_policy_key_in_another_case_is_listed_as_it_is_read(tmp_path):
+    """A store from before the plugin holds `MLFLOW.SECURE.CLASSIFICATION=restricted` (the
+    server refuses to write that spelling): the server finds it at start-up, says how to fix
+    it, and lists the experiment exactly as it decides a single read of it."""
+    from mlflow.entities import ExperimentTag
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    (tmp_path / "server").mkdir()
+    uri = f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}"
+    legacy = SqlAlchemyStore(uri, "mlflow-artifacts:/")
+    for name, extra in (
+        ("plain", []),
+        ("legacy", [("MLFLOW.SECURE.CLASSIFICATION", "restricted")]),
+    ):
+        tags = [ExperimentTag(k, v) for k, v in [("mlflow.secure.project", "fraud"), *extra]]
+        legacy.create_experiment(f"old-{name}", tags=tags)
+    legacy_id = legacy.get_experiment_by_name("old-legacy").experiment_id
+    legacy.engine.dispose()
+    server = servers.start(tmp_path / "server", backend_uri=uri)
+    try:
+        alice = teams.populate(server)["alice"]  # an editor of fraud, cleared for confidential
+        found = alice.call("GET", "/2.0/mlflow/experiments/search", params={"max_results": 100})
+        assert found.status_code == 200, found.text
+        names = {e["name"] for e in found.json().get("experiments", [])}
+        assert "old-plain" in names
+        assert "old-legacy" not in names
+        direct = alice.call(
+            "GET", "/2.0/mlflow/experiments/get", params={"experiment_id": legacy_id}
+        )
+        assert direct.status_code in (403, 404), direct.text
+        assert "spell a policy tag key in another case" in server.log()
+    finally:
+        server.interrupt()

@@ -584,3 +584,66 @@ def test_the_narrowed_registry_search_reads_the_tag_indexes(registry, engines):
     table = store_indexes.REGISTERED_MODEL_TAGS
     expected = table.postgres_index("mlflow.secure.project") if postgres else table.sqlite_index()
     assert expected in plan, plan
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_policy_key_in_another_case_counts_in_listings_as_in_a_single_read(
+    tmp_path, engines, request, database
+):
+    """A store from before the plugin may hold `MLFLOW.SECURE.CLASSIFICATION` (the server
+    refuses to write it): a single read takes it for the classification, and so must every
+    listing, though its SQL compares keys exactly (tag_keys: found at start-up, scanned)."""
+    from mlflow.entities.model_registry import RegisteredModelTag
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from sqlalchemy import text
+
+    from mlflow_secure.request.listings import tag_keys
+
+    if database == "sqlite":
+        uri = f"sqlite:///{tmp_path / 'legacy.db'}"
+    else:
+        uri = request.getfixturevalue("postgres_server").make_database("legacy_keys")
+    tracking, registry = SqlAlchemyStore(uri, "mlflow-artifacts:/"), RegistryStore(uri)
+    project = "mlflow.secure.project"
+    ids = {}
+    for name in ("plain", "legacy"):
+        ids[name] = tracking.create_experiment(
+            f"exp-{name}", tags=[ExperimentTag(project, "team-a")]
+        )
+        registry.create_registered_model(
+            f"model-{name}", tags=[RegisteredModelTag(project, "team-a")]
+        )
+        registry.create_model_version(f"model-{name}", "mlflow-artifacts:/m")
+    with tracking.engine.begin() as connection:  # behind the server's back
+        connection.execute(
+            text(
+                "INSERT INTO experiment_tags (key, value, experiment_id) "
+                "VALUES ('MLFLOW.SECURE.CLASSIFICATION', 'restricted', :id)"
+            ),
+            {"id": int(ids["legacy"])},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO registered_model_tags (workspace, key, value, name) VALUES "
+                "('default', 'MLFLOW.SECURE.CLASSIFICATION', 'restricted', 'model-legacy')"
+            )
+        )
+    resolver = ResourceResolver(lambda: tracking, lambda: registry)
+    assert resolver.experiment(ids["legacy"])["classification"] == "restricted"
+    try:
+        assert tag_keys.look_for_case_variants(tracking, tag_keys.EXPERIMENT_TAGS) == 1
+        assert tag_keys.look_for_case_variants(registry, tag_keys.REGISTERED_MODEL_TAGS) == 1
+        engine = engines["bundled"]  # MEMBER: a viewer of team-a cleared for internal
+        search = {"view_type": "ALL", "max_results": 1000}
+        assert _all_pages(tracking, engine, MEMBER, search, pushed=True) == ["exp-plain"]
+        for kind in sorted(REGISTRY_SEARCHES):
+            found = _registry_pages(registry, engine, MEMBER, kind, {"max_results": 1000}, True)
+            assert [item if isinstance(item, str) else item[0] for item in found] == ["model-plain"]
+    finally:
+        tag_keys.FOUND.clear()
+    assert (
+        tag_keys.look_for_case_variants(
+            SqlAlchemyStore(f"sqlite:///{tmp_path / 'new.db'}", "x"), tag_keys.EXPERIMENT_TAGS
+        )
+        == 0
+    )

@@ -110,9 +110,12 @@ def _guarded(store: Callable[[], Any]) -> Callable[[], Any]:
     return get
 
 
-def _attributes(tags: Mapping[str, str]) -> dict[str, Any]:
-    # Policy tag keys are compared case-insensitively, as a store with a case-insensitive
-    # collation compares them (writing any other spelling is refused: resolution.py).
+def policy_attributes(tags: Mapping[str, str | None]) -> dict[str, Any]:
+    """What the policy reads of an item's tags: project, classification, owner, policy tags.
+
+    Policy tag keys are compared case-insensitively, as a store with a case-insensitive
+    collation compares them (writing any other spelling is refused: resolution.py; listings
+    read such rows of an older store the same way: listings/tag_keys.py)."""
     tags = {
         (k.lower() if k.lower().startswith("mlflow.secure.") else k): v for k, v in tags.items()
     }
@@ -170,7 +173,7 @@ class ResourceResolver:
                 "experiment_id": experiment_id,
                 "lifecycle_stage": experiment.lifecycle_stage,
                 "artifact_location": experiment.artifact_location,
-                **_attributes(experiment.tags or {}),
+                **policy_attributes(experiment.tags or {}),
             }
             self._experiments.put(experiment_id, cached)
         return dict(cached)
@@ -306,7 +309,7 @@ class ResourceResolver:
                 model = self._registry().get_registered_model(name)
             except Exception as exc:
                 raise ResourceNotFound(f"registered model {name}") from exc
-            cached = {"type": "registered_model", "id": name, **_attributes(model.tags or {})}
+            cached = {"type": "registered_model", "id": name, **policy_attributes(model.tags or {})}
             self._registered_models.put(name, cached)
         return dict(cached)
 

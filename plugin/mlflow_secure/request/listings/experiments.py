@@ -26,6 +26,7 @@ from mlflow.entities import LifecycleStage, ViewType
 from mlflow.protos.service_pb2 import SearchExperiments
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
+from mlflow_secure.request.listings import tag_keys
 from mlflow_secure.request.listings.core import (
     MAX_RESULTS_LIMIT,
     JsonReply,
@@ -45,7 +46,12 @@ from mlflow_secure.request.listings.pushdown import (
     require_pushdown,
     tag_attributes,
 )
-from mlflow_secure.request.lookups import CLASSIFICATION_TAG, OWNER_TAG, PROJECT_TAG
+from mlflow_secure.request.lookups import (
+    CLASSIFICATION_TAG,
+    OWNER_TAG,
+    PROJECT_TAG,
+    policy_attributes,
+)
 
 POLICY_TAG_PREFIX = "mlflow.secure."
 SCAN_PAGE = 1000
@@ -58,14 +64,7 @@ _SEARCH_FIELDS = {"view_type", "max_results", "order_by", "filter", "page_token"
 
 def attributes(tags: Mapping[str, str], lifecycle_stage: str | None) -> dict[str, Any]:
     """What the policy reads of a listed experiment (never its id or name: see core)."""
-    return {
-        "type": "experiment",
-        "project": tags.get(PROJECT_TAG) or None,
-        "classification": tags.get(CLASSIFICATION_TAG) or None,
-        "owner": tags.get(OWNER_TAG) or None,
-        "tags": {k: v for k, v in tags.items() if k.startswith(POLICY_TAG_PREFIX)},
-        "lifecycle_stage": lifecycle_stage,
-    }
+    return {"type": "experiment", **policy_attributes(tags), "lifecycle_stage": lifecycle_stage}
 
 
 def _parse(params: Mapping[str, Any]) -> Any:
@@ -87,7 +86,7 @@ def search(listing: ListingRequest) -> JsonReply:
     offset = decode_offset(request.page_token)
     view_type = request.view_type or ViewType.ACTIVE_ONLY
     store = listing.resolver.tracking_store()
-    finder = _sql_page if _is_sql(store) else _scanned_page
+    finder = _sql_page if _queryable(store) else _scanned_page
     experiments, more = finder(
         store, listing, view_type, request.filter, list(request.order_by), offset, count
     )
@@ -105,6 +104,12 @@ def _is_sql(store: Any) -> bool:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     return isinstance(store, SqlAlchemyStore)
+
+
+def _queryable(store: Any) -> bool:
+    """A SQL store whose policy tag keys are all spelt as the policy spells them (the SQL
+    paths compare keys exactly; see tag_keys)."""
+    return _is_sql(store) and not tag_keys.has_case_variants(tag_keys.EXPERIMENT_TAGS)
 
 
 def _sql_page(
@@ -226,7 +231,7 @@ def readable_ids(listing: ListingRequest, view_type: int = ViewType.ALL) -> list
     from sqlalchemy import select
 
     store = listing.resolver.tracking_store()
-    if not _is_sql(store):
+    if not _queryable(store):
         found, _ = _scanned_page(store, listing, view_type, "", [], 0, MAX_RESULTS_LIMIT)
         return [e.experiment_id for e in found]
     with store.ManagedSessionMaker() as session:

@@ -38,6 +38,7 @@ from mlflow.store.model_registry import (
 )
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
+from mlflow_secure.request.listings import tag_keys
 from mlflow_secure.request.listings.core import (
     JsonReply,
     ListingError,
@@ -53,7 +54,12 @@ from mlflow_secure.request.listings.pushdown import (
     require_pushdown,
     tag_attributes,
 )
-from mlflow_secure.request.lookups import CLASSIFICATION_TAG, OWNER_TAG, PROJECT_TAG
+from mlflow_secure.request.lookups import (
+    CLASSIFICATION_TAG,
+    OWNER_TAG,
+    PROJECT_TAG,
+    policy_attributes,
+)
 
 POLICY_TAG_PREFIX = "mlflow.secure."
 SCAN_PAGE = 1000
@@ -91,13 +97,7 @@ class Search:
 def attributes(kind: str, tags: Mapping[str, str | None]) -> dict[str, Any]:
     """What the policy reads of a listed item: its registered model's attributes only (never
     a name or version: see core)."""
-    return {
-        "type": kind,
-        "project": tags.get(PROJECT_TAG) or None,
-        "classification": tags.get(CLASSIFICATION_TAG) or None,
-        "owner": tags.get(OWNER_TAG) or None,
-        "tags": {k: v for k, v in tags.items() if k.startswith(POLICY_TAG_PREFIX)},
-    }
+    return {"type": kind, **policy_attributes(tags)}
 
 
 def is_policy_tag(key: str) -> bool:
@@ -150,6 +150,12 @@ def is_sql(store: Any) -> bool:
     return isinstance(store, SqlAlchemyStore)
 
 
+def _queryable(store: Any) -> bool:
+    """A SQL registry whose policy tag keys are all spelt as the policy spells them (the SQL
+    paths compare keys exactly; see tag_keys)."""
+    return is_sql(store) and not tag_keys.has_case_variants(tag_keys.REGISTERED_MODEL_TAGS)
+
+
 def _reply(response: Any, search: Search, more: bool) -> JsonReply:
     """MLflow's JSON for a filled response message; a token only while more remain."""
     if more:
@@ -164,7 +170,7 @@ def search_registered_models(listing: ListingRequest) -> JsonReply:
     """The JSON MLflow's handler would return, holding only readable registered models."""
     search = parse(listing, SearchRegisteredModels, SEARCH_REGISTERED_MODEL_MAX_RESULTS_THRESHOLD)
     store = listing.resolver.registry_store()
-    finder = _sql_registered_models if is_sql(store) else _scanned_registered_models
+    finder = _sql_registered_models if _queryable(store) else _scanned_registered_models
     models, more = finder(store, listing, search)
     response = SearchRegisteredModels.Response()
     response.registered_models.extend(m.to_proto() for m in models)
@@ -240,7 +246,7 @@ def search_model_versions(listing: ListingRequest) -> JsonReply:
     """The JSON MLflow's handler would return, holding only versions of readable models."""
     search = parse(listing, SearchModelVersions, SEARCH_MODEL_VERSION_MAX_RESULTS_THRESHOLD)
     store = listing.resolver.registry_store()
-    finder = _sql_model_versions if is_sql(store) else _scanned_model_versions
+    finder = _sql_model_versions if _queryable(store) else _scanned_model_versions
     versions, more = finder(store, listing, search)
     response = SearchModelVersions.Response()
     response.model_versions.extend(v.to_proto() for v in versions)
