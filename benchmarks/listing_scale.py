@@ -209,21 +209,21 @@ def _settle(engine, experiments: bool = False) -> None:
 
 def _reader_keys(secure: servers.Server) -> dict[str, str]:
     """A read-only key per reader: a viewer of its project, clearance confidential."""
-    admin = secure.api
+    call = secure.api
     key = secure.admin_key()
     found = {}
     for share, (name, project) in READERS.items():
-        admin("POST", API + "projects/create", key, json={"name": project}).raise_for_status()
-        admin(
+        call("POST", API + "projects/create", key, json={"name": project}).raise_for_status()
+        call(
             "POST", API + "users/create", key, json={"name": name, "clearance": "confidential"}
         ).raise_for_status()
-        admin(
+        call(
             "POST",
             API + "projects/set-member",
             key,
             json={"project": project, "role": "viewer", "principal": name},
         ).raise_for_status()
-        made = admin("POST", API + "keys/create", key, json={"principal": name, "scopes": ["read"]})
+        made = call("POST", API + "keys/create", key, json={"principal": name, "scopes": ["read"]})
         made.raise_for_status()
         found[share] = made.json()["key"]
     return found

@@ -264,32 +264,27 @@ def _index_tag_tables(tracking_store: Any, registry_store: Any) -> None:
     keys in another case (tag_keys.py); never fatal: a store that cannot be opened yet is
     MLflow's to report on the first request."""
     from mlflow_secure.request.listings import store_indexes, tag_keys
-    from mlflow_secure.request.listings.experiments import _is_sql
-    from mlflow_secure.request.listings.registry import is_sql
 
-    for name, store, ensure, table, sql in (
+    for name, store, ensure, table in (
         (
             "experiment",
             tracking_store,
             store_indexes.ensure_listing_indexes,
-            tag_keys.EXPERIMENT_TAGS,
-            _is_sql,
+            store_indexes.EXPERIMENT_TAGS,
         ),
         (
             "registered-model",
             registry_store,
             store_indexes.ensure_registry_indexes,
-            tag_keys.REGISTERED_MODEL_TAGS,
-            is_sql,
+            store_indexes.REGISTERED_MODEL_TAGS,
         ),
     ):
         try:
             opened = store()
             ensure(opened)
-            if sql(opened):
-                tag_keys.look_for_case_variants(opened, table)
+            tag_keys.look_for_case_variants(opened, table)
         except Exception as exc:
-            _logger.warning("%s tag indexes not checked: %s", name, str(exc).splitlines()[0])
+            _logger.warning("%s tag tables not checked: %s", name, str(exc).splitlines()[0])
 
 
 def create_app() -> Any:

@@ -631,8 +631,8 @@ def test_a_policy_key_in_another_case_counts_in_listings_as_in_a_single_read(
     resolver = ResourceResolver(lambda: tracking, lambda: registry)
     assert resolver.experiment(ids["legacy"])["classification"] == "restricted"
     try:
-        assert tag_keys.look_for_case_variants(tracking, tag_keys.EXPERIMENT_TAGS) == 1
-        assert tag_keys.look_for_case_variants(registry, tag_keys.REGISTERED_MODEL_TAGS) == 1
+        assert tag_keys.look_for_case_variants(tracking, store_indexes.EXPERIMENT_TAGS) == 1
+        assert tag_keys.look_for_case_variants(registry, store_indexes.REGISTERED_MODEL_TAGS) == 1
         engine = engines["bundled"]  # MEMBER: a viewer of team-a cleared for internal
         search = {"view_type": "ALL", "max_results": 1000}
         assert _all_pages(tracking, engine, MEMBER, search, pushed=True) == ["exp-plain"]
@@ -643,7 +643,7 @@ def test_a_policy_key_in_another_case_counts_in_listings_as_in_a_single_read(
         tag_keys.FOUND.clear()
     assert (
         tag_keys.look_for_case_variants(
-            SqlAlchemyStore(f"sqlite:///{tmp_path / 'new.db'}", "x"), tag_keys.EXPERIMENT_TAGS
+            SqlAlchemyStore(f"sqlite:///{tmp_path / 'new.db'}", "x"), store_indexes.EXPERIMENT_TAGS
         )
         == 0
     )

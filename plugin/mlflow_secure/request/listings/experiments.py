@@ -26,7 +26,7 @@ from mlflow.entities import LifecycleStage, ViewType
 from mlflow.protos.service_pb2 import SearchExperiments
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
-from mlflow_secure.request.listings import tag_keys
+from mlflow_secure.request.listings import store_indexes, tag_keys
 from mlflow_secure.request.listings.core import (
     MAX_RESULTS_LIMIT,
     JsonReply,
@@ -109,7 +109,7 @@ def _is_sql(store: Any) -> bool:
 def _queryable(store: Any) -> bool:
     """A SQL store whose policy tag keys are all spelt as the policy spells them (the SQL
     paths compare keys exactly; see tag_keys)."""
-    return _is_sql(store) and not tag_keys.has_case_variants(tag_keys.EXPERIMENT_TAGS)
+    return _is_sql(store) and not tag_keys.has_case_variants(store_indexes.EXPERIMENT_TAGS)
 
 
 def _sql_page(

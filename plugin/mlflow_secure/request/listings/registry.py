@@ -38,7 +38,7 @@ from mlflow.store.model_registry import (
 )
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
-from mlflow_secure.request.listings import tag_keys
+from mlflow_secure.request.listings import store_indexes, tag_keys
 from mlflow_secure.request.listings.core import (
     JsonReply,
     ListingError,
@@ -153,7 +153,7 @@ def is_sql(store: Any) -> bool:
 def _queryable(store: Any) -> bool:
     """A SQL registry whose policy tag keys are all spelt as the policy spells them (the SQL
     paths compare keys exactly; see tag_keys)."""
-    return is_sql(store) and not tag_keys.has_case_variants(tag_keys.REGISTERED_MODEL_TAGS)
+    return is_sql(store) and not tag_keys.has_case_variants(store_indexes.REGISTERED_MODEL_TAGS)
 
 
 def _reply(response: Any, search: Search, more: bool) -> JsonReply:

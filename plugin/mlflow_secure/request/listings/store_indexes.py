@@ -93,17 +93,21 @@ def statements(dialect: str, table: TagTable = EXPERIMENT_TAGS) -> list[str]:
     return found
 
 
+def is_sql(store: Any) -> bool:
+    """MLflow's SQL tracking store or SQL model registry (the stores with tag tables)."""
+    from mlflow_secure.request.listings.experiments import _is_sql
+    from mlflow_secure.request.listings.registry import is_sql as is_sql_registry
+
+    return _is_sql(store) or is_sql_registry(store)
+
+
 def ensure_listing_indexes(store: Any) -> list[str]:
     """Create the indexes on a SQL tracking store; the names of those it could not create."""
-    from mlflow_secure.request.listings.experiments import _is_sql
-
-    return _ensure(store, EXPERIMENT_TAGS) if _is_sql(store) else []
+    return _ensure(store, EXPERIMENT_TAGS) if is_sql(store) else []
 
 
 def ensure_registry_indexes(store: Any) -> list[str]:
     """Create the indexes on a SQL model registry; the names of those it could not create."""
-    from mlflow_secure.request.listings.registry import is_sql
-
     return _ensure(store, REGISTERED_MODEL_TAGS) if is_sql(store) else []
 
 
