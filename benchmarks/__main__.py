@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import auth_overhead, authz_throughput, cpu_per_request, listing_scale
+from benchmarks import (
+    auth_overhead,
+    authz_throughput,
+    cpu_per_request,
+    encryption,
+    listing_scale,
+)
 
 BENCHMARKS = {
     "auth_overhead": auth_overhead.main,
     "authz_throughput": authz_throughput.main,
     "cpu_per_request": cpu_per_request.main,
+    "encryption": encryption.main,
     "listing_scale": listing_scale.main,
 }
 
