@@ -17,6 +17,8 @@ from mlflow_secure.audit.log import open_audit_log
 from mlflow_secure.bind_guard import check_bind
 from mlflow_secure.config import ConfigError, load_settings
 from mlflow_secure.identity.service import start_identity
+from mlflow_secure.keys.api import register_key_api
+from mlflow_secure.keys.wrapping import MasterKeyError, load_master_key
 from mlflow_secure.log_redaction import install_access_log_redaction
 from mlflow_secure.policy.decision_cache import DecisionCache
 from mlflow_secure.policy.engine import StartupError, start_policy_engine
@@ -297,9 +299,10 @@ def create_app() -> Any:
         align_forwarding(trusted_proxies, os.environ.get("_MLFLOW_SGI_NAME", "uvicorn"))
         identity = start_identity(settings)
         audit = open_audit_log(identity.uri, settings.audit_log_file)
+        master_key = load_master_key(settings.master_key, settings.master_key_file, identity.uri)
         engine = start_policy_engine(settings)
         shadow = start_shadow(settings)
-    except (ConfigError, OpaToolchainError, StartupError) as exc:
+    except (ConfigError, OpaToolchainError, StartupError, MasterKeyError) as exc:
         _refuse_to_start(str(exc))
 
     from mlflow.server import app as flask_app
@@ -316,6 +319,7 @@ def create_app() -> Any:
     from mlflow_secure.request.matcher import RouteMatcher
 
     register_admin_api(flask_app, identity.sessions, _add_static_prefix)
+    register_key_api(flask_app, identity.sessions, master_key, _add_static_prefix)
     register_audit_api(flask_app, identity.sessions, _add_static_prefix)
     flask_app.before_request(_stamp_flask_user)
     asgi = os.environ.get("_MLFLOW_SGI_NAME", "uvicorn") == "uvicorn"

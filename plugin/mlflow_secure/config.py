@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +258,23 @@ SETTINGS: tuple[Setting, ...] = (
         "Unset: the database only.",
     ),
     Setting(
+        "master_key",
+        _parse_optional_str,
+        None,
+        "The key service's master key (base64 of 32 random bytes, from `mlflow-secure keys "
+        "generate-master-key`), which wraps every project key. A secret: inject it from your "
+        "secret manager. Takes precedence over the key file.",
+    ),
+    Setting(
+        "master_key_file",
+        _parse_optional_str,
+        None,
+        "File holding the master key (the same text, mode 0600; other modes refuse start-up). "
+        "Unset, and no master key given: `<identity db>-master.key` beside an SQLite identity "
+        "store, created on first start; with a server database the key service answers 503 "
+        "until one is configured ([encryption](encryption.md)).",
+    ),
+    Setting(
         "auth_block_seconds",
         _parse_positive_float,
         300.0,
@@ -280,7 +297,7 @@ class Settings:
     allow_insecure_bind: bool = False
     database_uri: str | None = None
     bootstrap_admin: str = "admin"
-    bootstrap_admin_key: str | None = None
+    bootstrap_admin_key: str | None = field(default=None, repr=False)
     bootstrap_key_file: str | None = None
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
@@ -293,6 +310,8 @@ class Settings:
     auth_block_seconds: float = 300.0
     trusted_proxies: str | None = None
     audit_log_file: str | None = None
+    master_key: str | None = field(default=None, repr=False)  # a secret: never in a repr
+    master_key_file: str | None = None
 
 
 def _read_config_file(path: str) -> dict[str, Any]:

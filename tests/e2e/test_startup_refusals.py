@@ -64,6 +64,21 @@ def test_invalid_setting(tmp_path):
     assert "MLFLOW_SECURE_OPA_TIMEOUT has an invalid value" in log
 
 
+def test_a_missing_master_key_file_names_the_fix(tmp_path):
+    log = refused(tmp_path, env={"MLFLOW_SECURE_MASTER_KEY_FILE": str(tmp_path / "none.key")})
+    assert "MLFLOW_SECURE_MASTER_KEY_FILE names" in log
+    assert "mlflow-secure keys generate-master-key >" in log
+
+
+def test_a_master_key_file_others_can_read_is_refused(tmp_path):
+    key_file = tmp_path / "master.key"
+    key_file.write_text("A" * 43 + "=\n")
+    key_file.chmod(0o644)
+    log = refused(tmp_path, env={"MLFLOW_SECURE_MASTER_KEY_FILE": str(key_file)})
+    assert f"run: chmod 600 {key_file}" in log
+    assert "A" * 43 not in log
+
+
 def test_multi_worker_refusal_does_not_respawn_forever(tmp_path):
     started = time.monotonic()
     log = refused(tmp_path, workers=3, env={"MLFLOW_SECURE_OPA_TIMEOUT": "soon"})

@@ -24,7 +24,7 @@ from mlflow_secure.crypto.header import Context
 
 SEGMENT = 4096  # the smallest segment size the format allows: many segments in small files
 LAYOUT = segments.Layout(SEGMENT)
-CONTEXT = Context("fraud", "7/0a1b2c/artifacts/model/model.pkl")
+CONTEXT = Context("fraud", "runs/0a1b2c/artifacts/model/model.pkl")
 KEY = bytes(range(32))
 
 
@@ -186,9 +186,9 @@ def test_a_wrong_key_is_named_before_any_segment_is_tried() -> None:
 @pytest.mark.parametrize(
     "context",
     [
-        Context("fraud", "7/0a1b2c/artifacts/model/other.pkl"),  # another path in the run
-        Context("fraud", "7/ffffff/artifacts/model/model.pkl"),  # another run
-        Context("marketing", "7/0a1b2c/artifacts/model/model.pkl"),  # another project
+        Context("fraud", "runs/0a1b2c/artifacts/model/other.pkl"),  # another path in the run
+        Context("fraud", "runs/ffffff/artifacts/model/model.pkl"),  # another run
+        Context("marketing", "runs/0a1b2c/artifacts/model/model.pkl"),  # another project
     ],
 )
 def test_a_file_moved_to_another_artefact_or_project_is_refused(context: Context) -> None:

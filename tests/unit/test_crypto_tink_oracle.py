@@ -91,7 +91,7 @@ def tink_decrypt(key_value: bytes, aad: bytes, ciphertext: bytes, segment_size: 
         return stream.read()
 
 
-CONTEXT = Context("fraud", "7/0a1b2c/artifacts/model/model.pkl")
+CONTEXT = Context("fraud", "runs/0a1b2c/artifacts/model/model.pkl")
 
 
 @pytest.mark.parametrize("segment_size", [SEGMENT, header_format.DEFAULT_SEGMENT_SIZE])

@@ -344,7 +344,7 @@ def resource(sessions, method: str, path: str, body: bytes = b"", query: bytes =
     access = "admin" if method != "GET" else "read"
     action = Action(f"mlflow-secure.{ENDPOINTS[(method, path)]}", access, path)
     return resolve_resource(
-        action, subject_of(sessions, kw.get("as_", "root")), query, body, sessions
+        action, subject_of(sessions, kw.get("as_", "root")), query, body, sessions, None
     )
 
 

@@ -314,3 +314,45 @@ class SecureAdminClient:
         for `grace_seconds` (server default one hour; 0 ends it now)."""
         body = _without_none(key_id=key_id, grace_seconds=grace_seconds)
         return self._request("POST", "/keys/rotate", json=body)
+
+    # ------------------------------------------------------------ encryption keys
+
+    def create_data_key(
+        self, path: str, *, run_id: str | None = None, logged_model_id: str | None = None
+    ) -> Json:
+        """A fresh data key for one artefact of a run or logged model: ``{"key_id",
+        "key_version", "data_key" (base64), "project", "artefact"}``."""
+        body = _without_none(run_id=run_id, logged_model_id=logged_model_id, path=path)
+        return self._request("POST", "/keys/data-keys/create", json=body)
+
+    def unwrap_data_key(
+        self,
+        key_id: str,
+        path: str,
+        *,
+        run_id: str | None = None,
+        logged_model_id: str | None = None,
+    ) -> Json:
+        """The data key `key_id`, for the artefact it was issued for (same shape as create)."""
+        body = _without_none(
+            key_id=key_id, run_id=run_id, logged_model_id=logged_model_id, path=path
+        )
+        return self._request("POST", "/keys/data-keys/unwrap", json=body)
+
+    def project_keys(self, project: str) -> Json:
+        """``{"project", "versions": [{"version", "state", "data_keys", ...}]}``."""
+        return self._request("GET", "/keys/projects/get", params={"project": project})
+
+    def rotate_project_key(self, project: str) -> Json:
+        """A new project key version; every data key re-wrapped (artefacts untouched)."""
+        return self._request("POST", "/keys/projects/rotate", json={"project": project})
+
+    def retire_project_key(self, project: str, version: int) -> Json:
+        body = {"project": project, "version": version}
+        return self._request("POST", "/keys/projects/retire", json=body)
+
+    def destroy_project_keys(self, project: str, confirm: str) -> Json:
+        """Crypto-shredding: every artefact of `project` becomes unrecoverable. `confirm`
+        must repeat the project's name."""
+        body = {"project": project, "confirm": confirm}
+        return self._request("POST", "/keys/projects/destroy", json=body)

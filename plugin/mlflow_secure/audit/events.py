@@ -92,7 +92,9 @@ IDENTITY_CONTEXT_KEYS = (
     "scopes",
     "projects",
 )
-_CONTEXT_KEYS = frozenset(RESOURCE_CONTEXT_KEYS + IDENTITY_CONTEXT_KEYS)
+# For the key service (keys/resources.py): which data key, for which artefact (never a key).
+KEY_CONTEXT_KEYS = ("key_id", "artefact")
+_CONTEXT_KEYS = frozenset(RESOURCE_CONTEXT_KEYS + IDENTITY_CONTEXT_KEYS + KEY_CONTEXT_KEYS)
 
 # Bounds keep one event small whatever the client sends.
 MAX_PATH = 2048
@@ -487,6 +489,8 @@ def _context(resource: Mapping[str, Any]) -> dict[str, str]:
     keys = RESOURCE_CONTEXT_KEYS
     if resource.get("type") in IDENTITY_RESOURCE_TYPES:
         keys = keys + IDENTITY_CONTEXT_KEYS
+    if "artefact" in resource:
+        keys = keys + KEY_CONTEXT_KEYS
     facts = {key: _context_value(resource.get(key)) for key in keys if key in resource}
     return {key: value for key, value in facts.items() if value is not None}
 

@@ -1,4 +1,5 @@
-"""`mlflow-secure keys`: create, list, revoke and rotate API keys (and generate one offline).
+"""`mlflow-secure keys`: API keys (create, list, revoke, rotate, generate one offline) and
+projects' encryption keys (rotate --project, status, retire, destroy, generate-master-key).
 
 An API key is printed exactly once, by the command that created it.
 """
@@ -20,7 +21,7 @@ STORE_IT_NOW = "Store this key now: it is shown only once and cannot be recovere
 
 @click.group("keys")
 def keys() -> None:
-    """API keys: create, list, revoke and rotate."""
+    """API keys, and projects' encryption keys."""
 
 
 def _key_status(key: dict[str, Any], now: datetime) -> str:
@@ -129,17 +130,32 @@ def keys_revoke(out: Out, key_id: str) -> None:
 
 
 @keys.command("rotate")
-@click.argument("key_id")
+@click.argument("key_id", required=False)
+@click.option("--project", help="Rotate this project's encryption key instead of an API key.")
 @click.option(
     "--grace",
     type=Duration(allow_zero=True),
     default="1h",
     show_default=True,
-    help="How long the old key keeps working (0 ends it now).",
+    help="How long the old API key keeps working (0 ends it now).",
 )
 @with_client
-def keys_rotate(out: Out, key_id: str, grace: int) -> None:
-    """Replace an API key with a new one (same owner, scopes and projects)."""
+def keys_rotate(out: Out, key_id: str | None, project: str | None, grace: int) -> None:
+    """Replace an API key with a new one (same owner, scopes and projects), or, with
+    --project, give a project a new encryption key version (data keys re-wrapped, artefacts
+    not rewritten)."""
+    if (key_id is None) == (project is None):
+        raise click.UsageError("give either an API KEY_ID or --project, not both")
+    if project is not None:
+        rotated = out.client.rotate_project_key(project)
+        out.show(
+            rotated,
+            lambda: click.echo(
+                f"Project {project}: key version {rotated['version']} is active; "
+                f"{rotated['rewrapped']} data key(s) re-wrapped, no artefact rewritten."
+            ),
+        )
+        return
     old = parse_key_id(key_id)
     payload = out.client.rotate_key(old, grace_seconds=grace)
 
@@ -152,6 +168,71 @@ def keys_rotate(out: Out, key_id: str, grace: int) -> None:
             click.echo(f"The old key {KEY_PREFIX}{old}… no longer works.")
 
     out.show(payload, human)
+
+
+@keys.command("status")
+@click.option("--project", required=True, help="The project whose encryption keys to show.")
+@with_client
+def keys_status(out: Out, project: str) -> None:
+    """A project's encryption key versions: state, age and how many data keys each wraps."""
+    payload = out.client.project_keys(project)
+    rows = [
+        (v["version"], v["state"], when(v["created_at"]), v["created_by"], v["data_keys"])
+        for v in payload["versions"]
+    ]
+
+    def human() -> None:
+        if not rows:
+            click.echo(f"Project {project} has no encryption keys yet (made on first use).")
+            return
+        table(("VERSION", "STATE", "CREATED", "BY", "DATA KEYS"), rows)
+
+    out.show(payload, human)
+
+
+@keys.command("retire")
+@click.option("--project", required=True)
+@click.option("--version", "version", type=click.IntRange(min=1), required=True)
+@with_client
+def keys_retire(out: Out, project: str, version: int) -> None:
+    """Erase a superseded project key version (after `keys rotate --project`)."""
+    payload = out.client.retire_project_key(project, version)
+    out.show(payload, lambda: click.echo(f"Project {project}: key version {version} retired."))
+
+
+@keys.command("destroy")
+@click.option("--project", required=True)
+@click.option("--yes", is_flag=True, help="Do not ask; for scripts that already confirmed.")
+@with_client
+def keys_destroy(out: Out, project: str, yes: bool) -> None:
+    """Crypto-shred a project: erase every key, so that no one can ever decrypt its
+    artefacts again (the bucket's bytes stay, unreadable). Asks for the project's name."""
+    if not yes:
+        click.echo(
+            f"This erases every encryption key of project {project!r}: its artefacts can "
+            "never be decrypted again, by anyone."
+        )
+        typed = click.prompt("Type the project's name to confirm", default="", show_default=False)
+        if typed != project:
+            raise click.ClickException("not confirmed; nothing was destroyed")
+    payload = out.client.destroy_project_keys(project, project)
+    out.show(
+        payload,
+        lambda: click.echo(
+            f"Project {project}: {payload['destroyed_versions']} key version(s) and "
+            f"{payload['data_keys_erased']} data key(s) destroyed."
+        ),
+    )
+
+
+@keys.command("generate-master-key")
+def keys_generate_master_key() -> None:
+    """Print a new random master key for the key service (MLFLOW_SECURE_MASTER_KEY or the
+    file named by MLFLOW_SECURE_MASTER_KEY_FILE), without contacting a server."""
+    import base64
+    import os
+
+    click.echo(base64.b64encode(os.urandom(32)).decode())
 
 
 @keys.command("generate")

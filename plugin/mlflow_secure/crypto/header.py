@@ -68,8 +68,8 @@ class HeaderError(Exception):
 class Context:
     """What the artefact is, as the server names it: bound into every segment's key.
 
-    `artefact` is the file's identity under MLflow (for a run's file,
-    "<experiment id>/<run id>/artifacts/<path>"), not where a client keeps it, so a
+    `artefact` is the file's identity as the key service names it ("runs/<run id>/artifacts/
+    <path>", "models/<logged model id>/artifacts/<path>"), not where a client keeps it, so a
     download to any directory opens it and a copy to any other artefact does not.
     """
 

@@ -15,8 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mlflow_secure.admin.resources import describe_request
 from mlflow_secure.identity.subject import Subject
+from mlflow_secure.keys import resources as key_resources
+from mlflow_secure.keys.routes import ROUTES as KEY_ROUTES
 from mlflow_secure.request import ui
 from mlflow_secure.request.census import RouteSpec, lookup, route_key
+from mlflow_secure.request.lookups import ResourceResolver
 from mlflow_secure.request.matcher import RouteMatcher
 
 PLUGIN_API = "/api/2.0/mlflow-secure/"
@@ -70,6 +73,8 @@ _PLUGIN_ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("POST", "keys/revoke"): ("keys.revoke", "manage"),
     ("POST", "keys/rotate"): ("keys.rotate", "manage"),
     ("GET", "audit/events"): ("audit.events", "read"),
+    # the key service (keys/routes.py): data keys decided like their artefact
+    **{(r.method, r.path): (r.endpoint, r.access) for r in KEY_ROUTES},
 }
 # The plugin routes whose body says what they change: read (bounded) for the resource.
 _BODY_ROUTES = frozenset(path for method, path in _PLUGIN_ROUTES if method not in {"GET", "HEAD"})
@@ -141,12 +146,17 @@ def resolve_resource(
     query: bytes,
     body: bytes,
     sessions: sessionmaker[Session],
+    resolver: ResourceResolver,
 ) -> dict[str, Any]:
     """The resource of a plugin request: its target and what it changes, read with the
-    handler's own parser (admin/resources.py); API keys from the store, never the client."""
+    handler's own parser (admin/resources.py, keys/resources.py); API keys from the store,
+    a data key's artefact from MLflow's store, never the client."""
     if not action.plugin_path:
         return {"type": "unmapped"}
     method = _PLUGIN_METHODS.get(action.endpoint)
     if method is None:  # no such plugin route: refused whatever it names
         return {"type": "identity_store"}
+    key_route = key_resources.route_for(method, action.plugin_path)
+    if key_route is not None:
+        return key_resources.describe(key_route, query, body, resolver)
     return describe_request(action.plugin_path, method, subject, query, body, sessions)

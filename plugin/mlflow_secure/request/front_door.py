@@ -21,6 +21,7 @@ import anyio
 from mlflow_secure.audit.events import client_ip
 from mlflow_secure.errors import ErrorResponse
 from mlflow_secure.identity.subject import bind_subject, unbind_subject
+from mlflow_secure.keys.resources import bind_judged, unbind_judged
 from mlflow_secure.policy.client import PolicyUnavailable
 from mlflow_secure.request import listings, responses, sequence
 from mlflow_secure.request.census import ID_HEADERS
@@ -116,10 +117,11 @@ class SecureASGIMiddleware:
             await self.app(scope, receive, send)
             return
         scope, receive = _forwarded(scope, receive, outcome)
-        token = bind_subject(trail.subject)
+        token, judged = bind_subject(trail.subject), bind_judged(trail.resource)
         try:
             await self.app(scope, receive, send)
         finally:
+            unbind_judged(judged)
             unbind_subject(token)
 
     async def _run(self, steps: sequence.Sequence, receive: Callable, trail: Trail) -> Any:
@@ -323,11 +325,12 @@ class SecureWSGIMiddleware:
         if outcome is sequence.PASS:  # a public route
             return list(self.app(environ, start_response))
         _forward_wsgi(environ, outcome)
-        token = bind_subject(trail.subject)
+        token, judged = bind_subject(trail.subject), bind_judged(trail.resource)
         try:
             # Materialise the response while the subject is bound: handlers may stream.
             return list(self.app(environ, start_response))
         finally:
+            unbind_judged(judged)
             unbind_subject(token)
 
     def _run(self, steps: sequence.Sequence, environ: dict[str, Any], trail: Trail) -> Any:

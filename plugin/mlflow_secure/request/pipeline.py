@@ -234,9 +234,18 @@ class Pipeline:
         """The resources the policy decides on, read from the stores (database I/O)."""
         config, action = self.config, trail.action
         if action.plugin_path is not None:
-            resource = resolve_resource(
-                action, trail.subject, trail.facts.query, raw_body, config.sessions
-            )
+            try:
+                resource = resolve_resource(
+                    action,
+                    trail.subject,
+                    trail.facts.query,
+                    raw_body,
+                    config.sessions,
+                    config.resolver,
+                )
+            except BadRequest as exc:  # unreadable: answered before any policy is asked
+                refusal = ErrorResponse(400, str(exc))
+                return trail.refuse(refusal, "deny", refusal.message)
             trail.resource = resource
             return resource
         try:

@@ -7,6 +7,7 @@
 #   in docs/policy-authoring.md. The package spans several files, one per concern:
 #     authz.rego           this entry point: subject basics, scopes, administrators, reasons
 #     identity.rego        the plugin's own API: whoami, identities, API keys, audit, lineage
+#     keys.rego            the key service: data keys of encrypted artefacts, project keys
 #     resources.rego       MLflow resources: project roles, ownership, key projects, can_read
 #     classification.rego  classifications and clearances
 #     tags.rego            changes to the project and classification tags
@@ -59,7 +60,10 @@ allow if {
 	count(request_problems) == 0
 }
 
-within_key_projects_for_request if not mlflow_endpoint
+within_key_projects_for_request if {
+	not mlflow_endpoint
+	not key_service_endpoint
+}
 
 within_key_projects_for_request if within_key_projects(input.resource)
 

@@ -129,6 +129,7 @@ specific_reasons contains "only administrators may manage identities" if {
 	not is_admin
 	startswith(input.action.endpoint, "mlflow-secure.")
 	not own_key_endpoint
+	not key_service_endpoint
 	not audit_endpoint
 	not input.action.endpoint in auditor_readable
 }

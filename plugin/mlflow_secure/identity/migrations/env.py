@@ -3,6 +3,7 @@
 from alembic import context
 
 from mlflow_secure.identity.models import Base
+from mlflow_secure.keys import models as _key_models  # noqa: F401 (their tables in Base)
 
 VERSION_TABLE = "mls_alembic_version"
 
