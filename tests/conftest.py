@@ -69,6 +69,23 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object
         server.stop()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def identity_sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """A migrated identity store (its key tables included) on SQLite, then PostgreSQL."""
+    from mlflow_secure.identity import store
+
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp_path / 'id.db'}"
+    else:
+        server = request.getfixturevalue("postgres_server")
+        uri = server.make_database(f"id_{abs(hash(request.node.name)) % 10**8}")
+    engine = store.open_engine(uri)
+    with store.migration_lock(engine):
+        store.migrate(engine)
+    yield store.session_factory(engine)
+    engine.dispose()
+
+
 @pytest.fixture
 def settings() -> Settings:
     return load_settings()

@@ -10,18 +10,9 @@ from mlflow_secure.identity import api_keys, key_store, passwords, store
 from mlflow_secure.identity.bootstrap import BootstrapError, bootstrap_admin
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def sessions(request, tmp_path):
-    if request.param == "sqlite":
-        uri = f"sqlite:///{tmp_path / 'id.db'}"
-    else:
-        server = request.getfixturevalue("postgres_server")
-        uri = server.make_database(f"id_{abs(hash(request.node.name)) % 10**8}")
-    engine = store.open_engine(uri)
-    with store.migration_lock(engine):
-        store.migrate(engine)
-    yield store.session_factory(engine)
-    engine.dispose()
+@pytest.fixture
+def sessions(identity_sessions):
+    return identity_sessions
 
 
 def version(sessions) -> int:

@@ -14,7 +14,6 @@ import stat
 import pytest
 from sqlalchemy import inspect, select
 
-from mlflow_secure.identity import store
 from mlflow_secure.identity.records import IdentityError, NotFound
 from mlflow_secure.keys import service
 from mlflow_secure.keys.models import DataKey, ProjectKey
@@ -23,18 +22,9 @@ from mlflow_secure.keys.wrapping import LocalMasterKey, MasterKeyError, load_mas
 ARTEFACT = "runs/r1/artifacts/model/model.pkl"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def sessions(request, tmp_path):
-    if request.param == "sqlite":
-        uri = f"sqlite:///{tmp_path / 'id.db'}"
-    else:
-        server = request.getfixturevalue("postgres_server")
-        uri = server.make_database(f"keys_{abs(hash(request.node.name)) % 10**8}")
-    engine = store.open_engine(uri)
-    with store.migration_lock(engine):
-        store.migrate(engine)
-    yield store.session_factory(engine)
-    engine.dispose()
+@pytest.fixture
+def sessions(identity_sessions):
+    return identity_sessions
 
 
 @pytest.fixture
