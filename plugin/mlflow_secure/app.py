@@ -319,7 +319,9 @@ def create_app() -> Any:
     from mlflow_secure.request.matcher import RouteMatcher
 
     register_admin_api(flask_app, identity.sessions, _add_static_prefix)
-    register_key_api(flask_app, identity.sessions, master_key, _add_static_prefix)
+    register_key_api(
+        flask_app, identity.sessions, master_key, settings.encrypt_from, _add_static_prefix
+    )
     register_audit_api(flask_app, identity.sessions, _add_static_prefix)
     flask_app.before_request(_stamp_flask_user)
     asgi = os.environ.get("_MLFLOW_SGI_NAME", "uvicorn") == "uvicorn"

@@ -58,6 +58,16 @@ def _parse_str(value: str) -> str:
     return value.strip()
 
 
+ENCRYPTION_LEVELS = ("public", "internal", "confidential", "restricted", "never")
+
+
+def _parse_encrypt_from(value: str) -> str:
+    level = value.strip().lower()
+    if level not in ENCRYPTION_LEVELS:
+        raise ValueError(f"expected one of {', '.join(ENCRYPTION_LEVELS)}")
+    return level
+
+
 def _parse_positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
@@ -258,6 +268,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Unset: the database only.",
     ),
     Setting(
+        "encrypt_from",
+        _parse_encrypt_from,
+        "confidential",
+        "The lowest classification whose artefacts the client plugin must encrypt "
+        "(`public`, `internal`, `confidential`, `restricted`, or `never`); an unclassified "
+        "experiment counts as `internal`, an unknown classification is always encrypted "
+        "([encryption](encryption.md)).",
+    ),
+    Setting(
         "master_key",
         _parse_optional_str,
         None,
@@ -310,6 +329,7 @@ class Settings:
     auth_block_seconds: float = 300.0
     trusted_proxies: str | None = None
     audit_log_file: str | None = None
+    encrypt_from: str = "confidential"
     master_key: str | None = field(default=None, repr=False)  # a secret: never in a repr
     master_key_file: str | None = None
 

@@ -80,6 +80,7 @@ def test_team_b_cannot_unwrap_team_as_key_even_with_the_ciphertext(world):
     assert response.headers["cache-control"] == "no-store"
     issued = response.json()
     assert issued["project"] == "fraud"
+    assert issued["required"] is True
     assert issued["artefact"] == f"runs/{runs['alice']}/artifacts/{path}"
     ciphertext = sealed_for(issued)
     assert b"plaintext marker" not in ciphertext
@@ -212,7 +213,12 @@ def test_an_experiment_in_no_project_gets_a_message_naming_the_fix(world):
     assert created.status_code == 200, created.text
     experiment = created.json()["experiment_id"]
     run = admin.call("POST", "/2.0/mlflow/runs/create", json={"experiment_id": experiment})
-    response = keys(admin, "data-keys/create", run_id=run.json()["run"]["info"]["run_id"], path="m")
+    run_id = run.json()["run"]["info"]["run_id"]
+    # unclassified means internal: below MLFLOW_SECURE_ENCRYPT_FROM (confidential), no key
+    plain = keys(admin, "data-keys/create", run_id=run_id, path="m")
+    assert plain.status_code == 200, plain.text
+    assert plain.json() == {"required": False, "artefact": f"runs/{run_id}/artifacts/m"}
+    response = keys(admin, "data-keys/create", run_id=run_id, path="m", always=True)
     assert response.status_code == 400, response.text
     assert "mlflow.secure.project" in response.json()["message"]
 
@@ -238,7 +244,10 @@ def test_a_server_database_without_a_master_key_answers_503_naming_the_fix(
     server = servers.start(tmp_path, backend_uri=backend)
     try:
         admin = server.admin_key()
-        tags = [{"key": "mlflow.secure.project", "value": "fraud"}]
+        tags = [
+            {"key": "mlflow.secure.project", "value": "fraud"},
+            {"key": "mlflow.secure.classification", "value": "restricted"},
+        ]
         experiment = server.api(
             "POST", "/api/2.0/mlflow/experiments/create", admin, json={"name": "e", "tags": tags}
         ).json()["experiment_id"]

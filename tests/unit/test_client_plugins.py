@@ -516,6 +516,22 @@ def test_cleartext_tracking_uri_warns_once_without_the_key(
 SECRET_LOOKING_HEADER = re.compile(r"auth|token|secret|key|cookie|password", re.IGNORECASE)
 
 
+def test_the_encryption_header_says_none_when_another_repository_took_the_scheme(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlflow.store.artifact.artifact_repository_registry import (
+        _artifact_repository_registry as registry,
+    )
+    from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+
+    monkeypatch.setitem(
+        registry.get_registered_artifact_repositories(),
+        "mlflow-artifacts",
+        MlflowArtifactsRepository,
+    )
+    assert encryption_capability() == "none"
+
+
 def test_header_provider_sends_context_only(monkeypatch: pytest.MonkeyPatch) -> None:
     key = make_key()
     monkeypatch.setenv("MLFLOW_SECURE_API_KEY", key)
@@ -525,9 +541,9 @@ def test_header_provider_sends_context_only(monkeypatch: pytest.MonkeyPatch) -> 
     headers = provider.request_headers()
     assert headers == {
         "X-MLflow-Secure-Client": f"mlflow-secure/{__version__}",
-        "X-MLflow-Secure-Encryption": "none",
+        "X-MLflow-Secure-Encryption": "mlse-v1",
     }
-    assert encryption_capability() == "none"
+    assert encryption_capability() == "mlse-v1"
     for name, value in headers.items():
         assert not SECRET_LOOKING_HEADER.search(name)
         assert key not in value
@@ -596,7 +612,7 @@ def test_an_invalid_project_setting_is_left_out_with_a_warning(
             # The other context headers still go: only the bad value is dropped.
             assert headers == {
                 "X-MLflow-Secure-Client": f"mlflow-secure/{__version__}",
-                "X-MLflow-Secure-Encryption": "none",
+                "X-MLflow-Secure-Encryption": "mlse-v1",
             }
     warnings = [r.getMessage() for r in caplog.records if "MLFLOW_SECURE_PROJECT" in r.getMessage()]
     assert len(warnings) == 1  # once per value, not once per request
@@ -681,7 +697,7 @@ def test_mlflow_http_request_uses_the_provider(
     received = {name.lower(): value for name, value in seen[0].items()}
     assert received["authorization"] == f"Bearer {key}"
     assert received["x-mlflow-secure-client"] == f"mlflow-secure/{__version__}"
-    assert received["x-mlflow-secure-encryption"] == "none"
+    assert received["x-mlflow-secure-encryption"] == "mlse-v1"
     assert received["x-mlflow-secure-project"] == "fraud"
     assert key not in caplog.text
 

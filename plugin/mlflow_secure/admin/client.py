@@ -318,11 +318,20 @@ class SecureAdminClient:
     # ------------------------------------------------------------ encryption keys
 
     def create_data_key(
-        self, path: str, *, run_id: str | None = None, logged_model_id: str | None = None
+        self,
+        path: str,
+        *,
+        run_id: str | None = None,
+        logged_model_id: str | None = None,
+        always: bool = False,
     ) -> Json:
-        """A fresh data key for one artefact of a run or logged model: ``{"key_id",
-        "key_version", "data_key" (base64), "project", "artefact"}``."""
-        body = _without_none(run_id=run_id, logged_model_id=logged_model_id, path=path)
+        """A fresh data key for one artefact of a run or logged model: ``{"required": true,
+        "key_id", "key_version", "data_key" (base64), "project", "artefact"}``, or
+        ``{"required": false, "artefact"}`` where its classification needs no encryption
+        (unless `always`)."""
+        body = _without_none(
+            run_id=run_id, logged_model_id=logged_model_id, path=path, always=always or None
+        )
         return self._request("POST", "/keys/data-keys/create", json=body)
 
     def unwrap_data_key(

@@ -39,11 +39,20 @@ _warned_lock = threading.Lock()
 
 
 def encryption_capability() -> str:
-    """What client-side artifact encryption this client performs.
+    """What client-side artifact encryption this client performs: ``"mlse-v1"`` (the format
+    of docs/encryption-format.md) when MLflow will use this package's encrypting repository
+    for `mlflow-artifacts:`, else ``"none"`` (another plugin took the scheme)."""
+    try:
+        from mlflow.store.artifact.artifact_repository_registry import (
+            _artifact_repository_registry,
+        )
 
-    ``"none"`` until the encrypting artifact repository exists; a function rather than a
-    constant so that it can later report what is actually configured.
-    """
+        from mlflow_secure.client.artifacts import EncryptingArtifactsRepository
+    except ImportError:
+        return "none"
+    registered = _artifact_repository_registry.get_registered_artifact_repositories()
+    if registered.get("mlflow-artifacts") is EncryptingArtifactsRepository:
+        return "mlse-v1"
     return "none"
 
 

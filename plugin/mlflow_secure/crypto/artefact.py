@@ -85,6 +85,12 @@ def read_header(source: BinaryIO, artefact: str) -> tuple[Header, bytes]:
         raise DecryptionError(artefact, error.problem) from None
 
 
+def read_header_of(path: str | os.PathLike[str], artefact: str) -> Header:
+    """The header of an encrypted file on disk (to learn which data key opens it)."""
+    with open(path, "rb") as sealed:
+        return read_header(sealed, artefact)[0]
+
+
 def _open(
     source: BinaryIO, key_for: KeyLookup, context: Context
 ) -> tuple[Header, int, bytes, bytes]:

@@ -10,6 +10,7 @@ caller the policy allowed, with `Cache-Control: no-store`; they are never logged
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -40,12 +41,19 @@ def _json(status: int, payload: dict[str, Any]) -> Response:
 
 def _issued(key: service.IssuedKey) -> dict[str, Any]:
     return {
+        "required": True,
         "key_id": key.key_id,
         "key_version": key.key_version,
         "data_key": base64.b64encode(key.data_key).decode(),
         "project": key.project,
         "artefact": key.artefact,
     }
+
+
+def _need(wrapper: KeyWrapper | None) -> KeyWrapper:
+    if wrapper is None:
+        raise service.KeyServiceUnavailable(NO_MASTER_KEY)
+    return wrapper
 
 
 def _artefact(args: Args) -> tuple[str, dict[str, Any]]:
@@ -59,8 +67,27 @@ def _artefact(args: Args) -> tuple[str, dict[str, Any]]:
     return identity, resource
 
 
-def create(session: Session, wrapper: KeyWrapper, args: Args) -> dict[str, Any]:
+CLASSIFICATION_RANK = {"public": 0, "internal": 1, "confidential": 2, "restricted": 3}
+UNCLASSIFIED = "internal"  # as the policy reads an experiment without the tag
+
+
+def encryption_required(classification: str | None, encrypt_from: str) -> bool:
+    """Whether an artefact of this classification must be encrypted: at or above the
+    server's `MLFLOW_SECURE_ENCRYPT_FROM`; an unknown classification always."""
+    if encrypt_from == "never":
+        return False
+    rank = CLASSIFICATION_RANK.get(classification or UNCLASSIFIED)
+    return rank is None or rank >= CLASSIFICATION_RANK[encrypt_from]
+
+
+def create(
+    session: Session, wrapper: KeyWrapper | None, args: Args, encrypt_from: str = "confidential"
+) -> dict[str, Any]:
     identity, resource = _artefact(args)
+    if not args.get("always") and not encryption_required(
+        resource.get("classification"), encrypt_from
+    ):
+        return {"required": False, "artefact": identity}
     project = resource.get("project")
     if not project:
         raise bad(
@@ -68,33 +95,38 @@ def create(session: Session, wrapper: KeyWrapper, args: Args) -> dict[str, Any]:
             "artefacts are keyed per project (set its mlflow.secure.project tag)"
         )
     key = service.issue(
-        session, wrapper, project, str(resource["experiment_id"]), identity, current_subject().name
+        session,
+        _need(wrapper),
+        project,
+        str(resource["experiment_id"]),
+        identity,
+        current_subject().name,
     )
     return _issued(key)
 
 
-def unwrap(session: Session, wrapper: KeyWrapper, args: Args) -> dict[str, Any]:
+def unwrap(session: Session, wrapper: KeyWrapper | None, args: Args) -> dict[str, Any]:
     identity, _ = _artefact(args)
     record = service.find(session, args["key_id"])
-    data_key = service.open_key(session, wrapper, record, identity)
+    data_key = service.open_key(session, _need(wrapper), record, identity)
     return _issued(
         service.IssuedKey(record.key_id, record.created_version, data_key, record.project, identity)
     )
 
 
-def project_get(session: Session, wrapper: KeyWrapper, args: Args) -> dict[str, Any]:
+def project_get(session: Session, wrapper: KeyWrapper | None, args: Args) -> dict[str, Any]:
     return service.status(session, args["project"])
 
 
-def project_rotate(session: Session, wrapper: KeyWrapper, args: Args) -> dict[str, Any]:
-    return service.rotate(session, wrapper, args["project"], current_subject().name)
+def project_rotate(session: Session, wrapper: KeyWrapper | None, args: Args) -> dict[str, Any]:
+    return service.rotate(session, _need(wrapper), args["project"], current_subject().name)
 
 
-def project_retire(session: Session, wrapper: KeyWrapper, args: Args) -> dict[str, Any]:
+def project_retire(session: Session, wrapper: KeyWrapper | None, args: Args) -> dict[str, Any]:
     return service.retire(session, args["project"], args["version"], current_subject().name)
 
 
-def project_destroy(session: Session, wrapper: KeyWrapper, args: Args) -> dict[str, Any]:
+def project_destroy(session: Session, wrapper: KeyWrapper | None, args: Args) -> dict[str, Any]:
     if args["confirm"] != args["project"]:
         raise bad(
             "destroying a project's keys makes every artefact of the project unrecoverable: "
@@ -103,7 +135,8 @@ def project_destroy(session: Session, wrapper: KeyWrapper, args: Args) -> dict[s
     return service.destroy(session, args["project"], current_subject().name)
 
 
-HANDLERS: dict[str, Callable[[Session, KeyWrapper, Args], dict[str, Any]]] = {
+Handler = Callable[[Session, KeyWrapper | None, Args], dict[str, Any]]
+HANDLERS: dict[str, Handler] = {
     "artifact_keys.create": create,
     "artifact_keys.unwrap": unwrap,
     "project_keys.get": project_get,
@@ -121,13 +154,16 @@ def _body() -> bytes:
 
 
 def _view(
-    sessions: sessionmaker[Session], wrapper: KeyWrapper | None, route: KeyRoute
+    sessions: sessionmaker[Session],
+    wrapper: KeyWrapper | None,
+    route: KeyRoute,
+    encrypt_from: str,
 ) -> Callable[[], Response]:
     handler = HANDLERS[route.endpoint]
+    if handler is create:
+        handler = functools.partial(create, encrypt_from=encrypt_from)
 
     def view() -> Response:
-        if wrapper is None:
-            return _json(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": NO_MASTER_KEY})
         try:
             body = b"" if route.method == "GET" else _body()
             args = read_args(route.fields, route.method, request.query_string, body)
@@ -145,14 +181,17 @@ def register_key_api(
     flask_app: Flask,
     sessions: sessionmaker[Session],
     wrapper: KeyWrapper | None,
+    encrypt_from: str = "confidential",
     url_prefix_fn: Callable[[str], str] = lambda path: path,
 ) -> None:
+    """Mount the key service; `wrapper` None (no master key) answers 503 where a key is
+    needed, `encrypt_from` is MLFLOW_SECURE_ENCRYPT_FROM."""
     blueprint = Blueprint("mlflow_secure_keys", __name__)
     for route in ROUTES:
         blueprint.add_url_rule(
             url_prefix_fn(API_ROOT + route.path),
             endpoint=route.endpoint.replace(".", "_"),
-            view_func=_view(sessions, wrapper, route),
+            view_func=_view(sessions, wrapper, route, encrypt_from),
             methods=[route.method],
         )
     flask_app.register_blueprint(blueprint)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlflow_secure.admin.parsing import NAME, Field
+from mlflow_secure.admin.parsing import FLAG, NAME, Field
 
 ARTEFACT = {
     "run_id": Field(max_length=64),
@@ -28,7 +28,14 @@ class KeyRoute:
 
 
 ROUTES: tuple[KeyRoute, ...] = (
-    KeyRoute("keys/data-keys/create", "POST", "artifact_keys.create", "write", ARTEFACT),
+    # always: a data key even where the classification does not require encryption
+    KeyRoute(
+        "keys/data-keys/create",
+        "POST",
+        "artifact_keys.create",
+        "write",
+        {**ARTEFACT, "always": FLAG},
+    ),
     KeyRoute(
         "keys/data-keys/unwrap",
         "POST",

@@ -1,0 +1,118 @@
+"""Client-side encryption end to end: a real training script with the stock MLflow client
+(scikit-learn, log_artifact, log_model, register, alias, load by alias, download) against a
+real server, OPA and the bundled policies; the artefact store holds only ciphertext, and
+team B, with the stored bytes in hand, cannot decrypt them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from mlflow_secure.crypto.header import MAGIC
+from tests.support import servers, teams
+
+pytestmark = pytest.mark.e2e
+
+SCRIPT = Path(__file__).parent / "scripts" / "train_fraud_model.py"
+MARKER = "PLAINTEXT-MARKER-7f3a"
+
+
+def experiment(actor, name: str, project: str, classification: str) -> str:
+    tags = [
+        {"key": "mlflow.secure.project", "value": project},
+        {"key": "mlflow.secure.classification", "value": classification},
+    ]
+    created = actor.call(
+        "POST", "/2.0/mlflow/experiments/create", json={"name": name, "tags": tags}
+    )
+    assert created.status_code == 200, created.text
+    return created.json()["experiment_id"]
+
+
+def train(server, key: str, experiment_id: str, model: str, tmp_path: Path) -> dict:
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": server.url,
+        "MLFLOW_TRACKING_TOKEN": key,
+        "HOME": str(tmp_path),  # no ~/.mlflow/credentials from the developer
+    }
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), experiment_id, MARKER, model],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("encrypted")
+    server = servers.start(root, workers=2, env={"MLFLOW_SECURE_AUTH_MAX_FAILURES": "1000"})
+    yield server, teams.populate(server), root
+    server.kill()
+
+
+def stored_files(root: Path, experiment_id: str) -> list[Path]:
+    return [p for p in (root / "artifacts" / experiment_id).rglob("*") if p.is_file()]
+
+
+def test_a_training_script_works_unchanged_and_the_store_holds_only_ciphertext(world, tmp_path):
+    server, actors, root = world
+    alice = actors["alice"]
+    exp = experiment(alice, "fraud-detection", "fraud", "confidential")
+    result = train(server, alice.key, exp, "fraud-model", tmp_path)
+    assert result["predicted"] == result["expected"]
+    assert result["notes_ok"]
+
+    files = stored_files(root, exp)
+    assert len(files) >= 5  # notes, MLmodel, model.pkl, conda/python env, requirements, ...
+    for path in files:
+        data = path.read_bytes()
+        assert data.startswith(MAGIC), path
+        assert MARKER.encode() not in data, path
+        assert b"sklearn" not in data, path  # MLmodel and requirements name the flavour
+    assert any(f"/{result['model_id']}/" in str(p) for p in files)  # the logged model's too
+
+    # bob has the bytes (a stolen bucket) and a key of his own: neither opens them
+    bob = MlflowClient(tracking_uri=server.url)
+    os.environ["MLFLOW_TRACKING_TOKEN"] = actors["bob"].key
+    try:
+        with pytest.raises(MlflowException):
+            bob.download_artifacts(result["run_id"], "reports/notes.txt", str(tmp_path))
+        notes = next(p for p in files if p.name == "notes.txt")
+        from mlflow_secure.crypto import artefact
+
+        header = artefact.read_header_of(notes, "notes")
+        refused = actors["bob"].call(
+            "POST",
+            "/2.0/mlflow-secure/keys/data-keys/unwrap",
+            json={
+                "key_id": header.key_id,
+                "run_id": result["run_id"],
+                "path": "reports/notes.txt",
+            },
+        )
+        assert refused.status_code == 404, refused.text
+    finally:
+        del os.environ["MLFLOW_TRACKING_TOKEN"]
+
+
+def test_below_the_classification_threshold_artefacts_stay_plaintext(world, tmp_path):
+    server, actors, root = world
+    bob = actors["bob"]
+    exp = experiment(bob, "churn-internal", "churn", "internal")
+    result = train(server, bob.key, exp, "churn-model", tmp_path)
+    assert result["notes_ok"]
+    notes = [p for p in stored_files(root, exp) if p.name == "notes.txt"]
+    assert notes[0].read_bytes() == (MARKER * 50).encode()
