@@ -25,6 +25,7 @@ from mlflow_secure.policy.engine import StartupError, start_policy_engine
 from mlflow_secure.policy.shadow import start_shadow
 from mlflow_secure.policy.toolchain import OpaToolchainError
 from mlflow_secure.request import mlflow_validation
+from mlflow_secure.request.decrypting import ServerDecryption
 from mlflow_secure.request.front_door import (
     FrontDoorConfig,
     SecureASGIMiddleware,
@@ -349,6 +350,7 @@ def create_app() -> Any:
         audit=audit,
         trusted_proxies=trusted_proxies,
         shadow=shadow,
+        decryption=ServerDecryption(identity.sessions, master_key),
         decisions=DecisionCache(settings.decision_cache_ttl)
         if settings.decision_cache_ttl
         else None,

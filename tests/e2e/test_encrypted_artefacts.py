@@ -17,6 +17,7 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_secure.crypto.header import MAGIC
 from tests.support import servers, teams
+from tests.support.encrypted import upload_encrypted
 
 pytestmark = pytest.mark.e2e
 
@@ -116,3 +117,70 @@ def test_below_the_classification_threshold_artefacts_stay_plaintext(world, tmp_
     assert result["notes_ok"]
     notes = [p for p in stored_files(root, exp) if p.name == "notes.txt"]
     assert notes[0].read_bytes() == (MARKER * 50).encode()
+
+
+def test_the_ui_downloads_are_decrypted_for_their_reader_only(world, tmp_path):
+    server, actors, _ = world
+    alice, bob = actors["alice"], actors["bob"]
+    exp = experiment(alice, "fraud-ui", "fraud", "confidential")
+    result = train(server, alice.key, exp, "fraud-ui-model", tmp_path)
+    run = result["run_id"]
+
+    shown = alice.call(
+        "GET", "/get-artifact", prefix="", params={"path": "reports/notes.txt", "run_uuid": run}
+    )
+    assert shown.status_code == 200, shown.text
+    assert shown.content == (MARKER * 50).encode()
+    assert shown.headers["content-length"] == str(len(MARKER) * 50)
+    files = alice.call(
+        "GET",
+        f"/2.0/mlflow/logged-models/{result['model_id']}/artifacts/files",
+        prefix="/ajax-api",
+        params={"artifact_file_path": "MLmodel"},
+    )
+    assert files.status_code == 200, files.text
+    assert b"sklearn" in files.content
+    # the client's own download route passes the ciphertext through
+    raw = alice.call(
+        "GET", f"/2.0/mlflow-artifacts/artifacts/{exp}/{run}/artifacts/reports/notes.txt"
+    )
+    assert raw.status_code == 200
+    assert raw.content.startswith(MAGIC)
+    # team B sees nothing, not even that the run exists
+    refused = bob.call(
+        "GET", "/get-artifact", prefix="", params={"path": "reports/notes.txt", "run_uuid": run}
+    )
+    assert refused.status_code == 404
+    assert MARKER.encode() not in refused.content
+
+    # a ciphertext copied to another path of the run does not open there
+    copied = alice.call(
+        "PUT",
+        f"/2.0/mlflow-artifacts/artifacts/{exp}/{run}/artifacts/reports/copy.txt",
+        content=raw.content,
+    )
+    assert copied.status_code == 200, copied.text
+    moved = alice.call(
+        "GET", "/get-artifact", prefix="", params={"path": "reports/copy.txt", "run_uuid": run}
+    )
+    assert moved.status_code == 403, moved.text
+    assert "issued for another artefact" in moved.json()["message"]
+    assert MARKER.encode() not in moved.content
+
+
+def test_the_wsgi_front_door_decrypts_ui_downloads_too(tmp_path):
+    server = servers.start(tmp_path, extra_args=("--gunicorn-opts", "--timeout 60"))
+    try:
+        actors = teams.populate(server)
+        alice = actors["alice"]
+        exp = experiment(alice, "fraud-wsgi", "fraud", "confidential")
+        run = alice.call("POST", "/2.0/mlflow/runs/create", json={"experiment_id": exp})
+        run_id = run.json()["run"]["info"]["run_id"]
+        upload_encrypted(alice, exp, run_id, "notes.txt", MARKER.encode())
+        shown = alice.call(
+            "GET", "/get-artifact", prefix="", params={"path": "notes.txt", "run_uuid": run_id}
+        )
+        assert shown.status_code == 200, shown.text
+        assert shown.content == MARKER.encode()
+    finally:
+        server.kill()

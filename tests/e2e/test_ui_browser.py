@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import servers, teams
+from tests.support.encrypted import upload_encrypted
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = Path("/usr/bin/chromium")
 HOST = "mlflow.test"  # resolved by Chromium only (--host-resolver-rules): no /etc/hosts edit
 LOADED = 20_000  # ms: how long a page may take to show what it is about (2 shared cores)
+ENCRYPTED_TEXT = "threshold 0.73 chosen on the holdout"  # stored encrypted, shown decrypted
 SETTLED = 3.0  # s: a page is settled once no request has been answered for this long
 
 if not CHROMIUM.exists():
@@ -80,6 +82,20 @@ def world(tmp_path_factory):
                 json={"name": f"{who}-model", "tags": tags},
             )
             assert model.status_code == 200, model.text
+        # a confidential experiment whose artefact is stored encrypted (docs/encryption.md)
+        tags = [
+            {"key": "mlflow.secure.project", "value": "fraud"},
+            {"key": "mlflow.secure.classification", "value": "confidential"},
+        ]
+        created = actors["alice"].call(
+            "POST", "/2.0/mlflow/experiments/create", json={"name": "alice-sealed", "tags": tags}
+        )
+        ids["sealed_experiment"] = sealed = created.json()["experiment_id"]
+        run = actors["alice"].call(
+            "POST", "/2.0/mlflow/runs/create", json={"experiment_id": sealed}
+        )
+        ids["sealed_run"] = run_id = run.json()["run"]["info"]["run_id"]
+        upload_encrypted(actors["alice"], sealed, run_id, "notes.txt", ENCRYPTED_TEXT.encode())
         yield server, actors, ids
     finally:
         server.interrupt()
@@ -249,3 +265,15 @@ def test_the_assistant_and_the_gateway_answer_cleanly(visit):
     visit.settle()
     assert visit.failed("/assistant/") == []
     assert visit.failed("/gateway/") == []
+
+
+def test_an_encrypted_artefact_is_shown_decrypted_in_the_artefact_viewer(world, visit):
+    _, _, ids = world
+    visit.open(
+        f"/experiments/{ids['sealed_experiment']}/runs/{ids['sealed_run']}/artifacts/notes.txt"
+    )
+    visit.shows("notes.txt")
+    visit.shows(ENCRYPTED_TEXT)
+    visit.page.screenshot(path=str(visit.shots / "encrypted-artefact.png"))
+    assert "MLSE" not in visit.text()
+    assert visit.settle().failed("get-artifact") == []

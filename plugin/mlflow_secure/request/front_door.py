@@ -23,7 +23,7 @@ from mlflow_secure.errors import ErrorResponse
 from mlflow_secure.identity.subject import bind_subject, unbind_subject
 from mlflow_secure.keys.resources import bind_judged, unbind_judged
 from mlflow_secure.policy.client import PolicyUnavailable
-from mlflow_secure.request import listings, responses, sequence
+from mlflow_secure.request import decrypting, listings, responses, sequence
 from mlflow_secure.request.census import ID_HEADERS
 from mlflow_secure.request.decision import decide_each, decide_each_sync, readable
 from mlflow_secure.request.lookups import NeedsStore, cache_only
@@ -117,6 +117,9 @@ class SecureASGIMiddleware:
             await self.app(scope, receive, send)
             return
         scope, receive = _forwarded(scope, receive, outcome)
+        identity = _ui_download(config, trail)
+        if identity is not None:
+            send = decrypting.asgi_decrypting(send, config.decryption, identity)
         token, judged = bind_subject(trail.subject), bind_judged(trail.resource)
         try:
             await self.app(scope, receive, send)
@@ -325,10 +328,13 @@ class SecureWSGIMiddleware:
         if outcome is sequence.PASS:  # a public route
             return list(self.app(environ, start_response))
         _forward_wsgi(environ, outcome)
+        identity = _ui_download(config, trail)
         token, judged = bind_subject(trail.subject), bind_judged(trail.resource)
         try:
             # Materialise the response while the subject is bound: handlers may stream.
-            return list(self.app(environ, start_response))
+            if identity is None:
+                return list(self.app(environ, start_response))
+            return _decrypted_wsgi(self.app, environ, start_response, config, identity)
         finally:
             unbind_judged(judged)
             unbind_subject(token)
@@ -393,6 +399,34 @@ def _read_wsgi_body(environ: dict[str, Any]) -> bytes | None:
     if length > MAX_BUFFERED_BODY:
         return None
     return environ["wsgi.input"].read(length) if length > 0 else b""
+
+
+def _ui_download(config: FrontDoorConfig, trail: Trail) -> str | None:
+    """The artefact identity of a UI download the server decrypts (decrypting.py), or None."""
+    if config.decryption is None:
+        return None
+    return decrypting.identity_of(trail.action.endpoint, trail.params)
+
+
+def _decrypted_wsgi(
+    app: Callable, environ: dict[str, Any], start_response: Callable, config: Any, identity: str
+) -> list[bytes]:
+    captured: dict[str, Any] = {}
+
+    def capture(status: str, headers: list, exc_info: Any = None) -> Callable:
+        captured.update(status=status, headers=headers, exc_info=exc_info)
+
+        def write(_data: bytes) -> None:
+            raise RuntimeError("a decrypted download cannot use the WSGI write() callable")
+
+        return write
+
+    body = list(app(environ, capture))
+    status, headers, body = decrypting.wsgi_decrypted(
+        captured["status"], captured["headers"], body, config.decryption, identity
+    )
+    start_response(status, headers, captured["exc_info"])
+    return body
 
 
 def _send_wsgi(start_response: Callable, error: Reply) -> list[bytes]:

@@ -25,6 +25,7 @@ from mlflow_secure.request import authentication, authorship, canonical, decisio
 from mlflow_secure.request.actions import Action, classify, logical_path, resolve_resource
 from mlflow_secure.request.canonical import AmbiguousRequest, BadRequest, CanonicalRequest
 from mlflow_secure.request.decision import POLICY_DOWN
+from mlflow_secure.request.decrypting import ServerDecryption
 from mlflow_secure.request.lookups import PROJECT_TAG, ResourceResolver
 from mlflow_secure.request.matcher import RouteMatcher
 from mlflow_secure.request.origin import OriginPolicy
@@ -61,6 +62,7 @@ class FrontDoorConfig:
     origins: OriginPolicy = field(default_factory=OriginPolicy.from_environment)
     shadow: ShadowEvaluator | None = None  # shadow mode: candidate policies compared
     decisions: DecisionCache | None = None  # None: MLFLOW_SECURE_DECISION_CACHE_TTL=0
+    decryption: ServerDecryption | None = None  # the UI's encrypted downloads (decrypting.py)
 
 
 def is_health_probe(method: str, path: str, health_paths: frozenset[str]) -> bool:
