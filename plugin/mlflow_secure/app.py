@@ -351,6 +351,7 @@ def create_app() -> Any:
         trusted_proxies=trusted_proxies,
         shadow=shadow,
         decryption=ServerDecryption(identity.sessions, master_key),
+        encrypt_from=settings.encrypt_from,
         decisions=DecisionCache(settings.decision_cache_ttl)
         if settings.decision_cache_ttl
         else None,

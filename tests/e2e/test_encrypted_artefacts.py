@@ -120,7 +120,7 @@ def test_below_the_classification_threshold_artefacts_stay_plaintext(world, tmp_
 
 
 def test_the_ui_downloads_are_decrypted_for_their_reader_only(world, tmp_path):
-    server, actors, _ = world
+    server, actors, root = world
     alice, bob = actors["alice"], actors["bob"]
     exp = experiment(alice, "fraud-ui", "fraud", "confidential")
     result = train(server, alice.key, exp, "fraud-ui-model", tmp_path)
@@ -153,19 +153,71 @@ def test_the_ui_downloads_are_decrypted_for_their_reader_only(world, tmp_path):
     assert refused.status_code == 404
     assert MARKER.encode() not in refused.content
 
-    # a ciphertext copied to another path of the run does not open there
-    copied = alice.call(
-        "PUT",
-        f"/2.0/mlflow-artifacts/artifacts/{exp}/{run}/artifacts/reports/copy.txt",
-        content=raw.content,
-    )
-    assert copied.status_code == 200, copied.text
+    # a ciphertext copied to another path of the run is refused on upload ...
+    copy_path = f"{exp}/{run}/artifacts/reports/copy.txt"
+    copied = alice.call("PUT", f"/2.0/mlflow-artifacts/artifacts/{copy_path}", content=raw.content)
+    assert copied.status_code == 400, copied.text
+    assert "not encrypted with a data key issued for it" in copied.json()["message"]
+    # ... and, planted in the store behind the server's back, does not open there either
+    planted = root / "artifacts" / copy_path
+    planted.write_bytes(raw.content)
     moved = alice.call(
         "GET", "/get-artifact", prefix="", params={"path": "reports/copy.txt", "run_uuid": run}
     )
     assert moved.status_code == 403, moved.text
     assert "issued for another artefact" in moved.json()["message"]
     assert MARKER.encode() not in moved.content
+
+
+def test_a_client_without_the_plugin_cannot_store_plaintext_where_encryption_is_required(
+    world,
+):
+    _, actors, root = world
+    alice = actors["alice"]
+    exp = experiment(alice, "fraud-no-plugin", "fraud", "confidential")
+    run = alice.call("POST", "/2.0/mlflow/runs/create", json={"experiment_id": exp})
+    run_id = run.json()["run"]["info"]["run_id"]
+    where = f"{exp}/{run_id}/artifacts/weights.bin"
+    put = alice.call("PUT", f"/2.0/mlflow-artifacts/artifacts/{where}", content=b"plain" * 100)
+    assert put.status_code == 400, put.text
+    message = put.json()["message"]
+    assert "must be encrypted" in message
+    assert "pip install mlflow-secure" in message
+    assert "nothing was stored" in message
+    assert not (root / "artifacts" / where).exists()
+    posted = alice.call(
+        "POST",
+        "/2.0/mlflow/upload-artifact",
+        prefix="/ajax-api",  # the UI's upload route
+        params={"run_uuid": run_id, "path": "w.bin"},
+        content=b"plain",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert posted.status_code == 400, posted.text
+    assert "must be encrypted" in posted.json()["message"]
+    empty = alice.call("PUT", f"/2.0/mlflow-artifacts/artifacts/{where}", content=b"")
+    assert empty.status_code == 400
+    # multipart uploads send the bytes elsewhere: the client must say it encrypts
+    create = alice.call("POST", f"/2.0/mlflow-artifacts/mpu/create/{where}", json={"path": where})
+    assert create.status_code == 400, create.text
+    assert "this client does not encrypt artefacts" in create.json()["message"]
+    declared = alice.call(
+        "POST",
+        f"/2.0/mlflow-artifacts/mpu/create/{where}",
+        json={"path": where},
+        headers={"X-MLflow-Secure-Encryption": "mlse-v1"},
+    )
+    assert "must be encrypted" not in declared.text
+    # below the threshold, plaintext is what it always was
+    internal = experiment(alice, "fraud-internal", "fraud", "internal")
+    plain_run = alice.call("POST", "/2.0/mlflow/runs/create", json={"experiment_id": internal})
+    plain_id = plain_run.json()["run"]["info"]["run_id"]
+    ok = alice.call(
+        "PUT",
+        f"/2.0/mlflow-artifacts/artifacts/{internal}/{plain_id}/artifacts/w.bin",
+        content=b"plain",
+    )
+    assert ok.status_code == 200, ok.text
 
 
 def test_the_wsgi_front_door_decrypts_ui_downloads_too(tmp_path):
@@ -181,6 +233,13 @@ def test_the_wsgi_front_door_decrypts_ui_downloads_too(tmp_path):
             "GET", "/get-artifact", prefix="", params={"path": "notes.txt", "run_uuid": run_id}
         )
         assert shown.status_code == 200, shown.text
-        assert shown.content == MARKER.encode()
+        assert shown.content == MARKER.encode()  # the bytes read to check went on to MLflow
+        plain = alice.call(
+            "PUT",
+            f"/2.0/mlflow-artifacts/artifacts/{exp}/{run_id}/artifacts/plain.txt",
+            content=MARKER.encode(),
+        )
+        assert plain.status_code == 400, plain.text
+        assert "must be encrypted" in plain.json()["message"]
     finally:
         server.kill()

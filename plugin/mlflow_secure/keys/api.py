@@ -22,6 +22,7 @@ from mlflow_secure.admin.parsing import MAX_BODY_BYTES, Args, bad, read_args
 from mlflow_secure.identity.records import IdentityError, NotFound
 from mlflow_secure.identity.subject import current_subject
 from mlflow_secure.keys import service
+from mlflow_secure.keys.requirement import encryption_required
 from mlflow_secure.keys.resources import artefact_of, judged_resource
 from mlflow_secure.keys.routes import ROUTES, KeyRoute
 from mlflow_secure.keys.wrapping import KeyWrapper
@@ -65,19 +66,6 @@ def _artefact(args: Args) -> tuple[str, dict[str, Any]]:
     if resource.get("missing"):
         raise NotFound("no such run or logged model")
     return identity, resource
-
-
-CLASSIFICATION_RANK = {"public": 0, "internal": 1, "confidential": 2, "restricted": 3}
-UNCLASSIFIED = "internal"  # as the policy reads an experiment without the tag
-
-
-def encryption_required(classification: str | None, encrypt_from: str) -> bool:
-    """Whether an artefact of this classification must be encrypted: at or above the
-    server's `MLFLOW_SECURE_ENCRYPT_FROM`; an unknown classification always."""
-    if encrypt_from == "never":
-        return False
-    rank = CLASSIFICATION_RANK.get(classification or UNCLASSIFIED)
-    return rank is None or rank >= CLASSIFICATION_RANK[encrypt_from]
 
 
 def create(

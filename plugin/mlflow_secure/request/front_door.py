@@ -23,7 +23,7 @@ from mlflow_secure.errors import ErrorResponse
 from mlflow_secure.identity.subject import bind_subject, unbind_subject
 from mlflow_secure.keys.resources import bind_judged, unbind_judged
 from mlflow_secure.policy.client import PolicyUnavailable
-from mlflow_secure.request import decrypting, listings, responses, sequence
+from mlflow_secure.request import decrypting, listings, plaintext_guard, responses, sequence
 from mlflow_secure.request.census import ID_HEADERS
 from mlflow_secure.request.decision import decide_each, decide_each_sync, readable
 from mlflow_secure.request.lookups import NeedsStore, cache_only
@@ -37,7 +37,13 @@ from mlflow_secure.request.pipeline import (
     policy_down,
     record,
 )
-from mlflow_secure.request.trail import CLIENT_HEADER, PROJECT_HEADER, RequestFacts, Trail
+from mlflow_secure.request.trail import (
+    CLIENT_HEADER,
+    ENCRYPTION_HEADER,
+    PROJECT_HEADER,
+    RequestFacts,
+    Trail,
+)
 
 Scope = dict[str, Any]
 ASGIApp = Callable[..., Any]
@@ -85,6 +91,7 @@ class SecureASGIMiddleware:
                 ),
                 client=_header(headers, CLIENT_HEADER.encode()),
                 project=_header(headers, PROJECT_HEADER.encode()),
+                encryption=_header(headers, ENCRYPTION_HEADER.encode()),
             ),
             user_agent=_header(headers, b"user-agent"),
         )
@@ -117,6 +124,11 @@ class SecureASGIMiddleware:
             await self.app(scope, receive, send)
             return
         scope, receive = _forwarded(scope, receive, outcome)
+        if _uploads_guarded(config, trail):
+            receive, refusal = await _guard_asgi(config, trail, receive)
+            if refusal is not None:
+                await _send_asgi(send, trail.refuse(refusal, "deny", refusal.message))
+                return
         identity = _ui_download(config, trail)
         if identity is not None:
             send = decrypting.asgi_decrypting(send, config.decryption, identity)
@@ -301,6 +313,7 @@ class SecureWSGIMiddleware:
                 ),
                 client=environ.get(_environ_key(CLIENT_HEADER)),
                 project=environ.get(_environ_key(PROJECT_HEADER)),
+                encryption=environ.get(_environ_key(ENCRYPTION_HEADER)),
             ),
             user_agent=environ.get("HTTP_USER_AGENT"),
         )
@@ -328,6 +341,10 @@ class SecureWSGIMiddleware:
         if outcome is sequence.PASS:  # a public route
             return list(self.app(environ, start_response))
         _forward_wsgi(environ, outcome)
+        if _uploads_guarded(config, trail):
+            refusal = _guard_wsgi(config, trail, environ)
+            if refusal is not None:
+                return _send_wsgi(start_response, trail.refuse(refusal, "deny", refusal.message))
         identity = _ui_download(config, trail)
         token, judged = bind_subject(trail.subject), bind_judged(trail.resource)
         try:
@@ -399,6 +416,94 @@ def _read_wsgi_body(environ: dict[str, Any]) -> bytes | None:
     if length > MAX_BUFFERED_BODY:
         return None
     return environ["wsgi.input"].read(length) if length > 0 else b""
+
+
+def _uploads_guarded(config: FrontDoorConfig, trail: Trail) -> bool:
+    resource = trail.resource or {}
+    return plaintext_guard.guarded(trail.action.endpoint, resource, config.encrypt_from)
+
+
+def _guard_check(config: FrontDoorConfig, trail: Trail, prefix: bytes) -> ErrorResponse | None:
+    if trail.action.endpoint in plaintext_guard.BYPASSES_SERVER:
+        return plaintext_guard.check_declared(trail.facts.encryption)
+    identity = plaintext_guard.identity_of(
+        trail.action.endpoint, trail.resource or {}, trail.params or {}
+    )
+    return plaintext_guard.check_prefix(prefix, identity, config.sessions)
+
+
+async def _guard_asgi(
+    config: FrontDoorConfig, trail: Trail, receive: Callable
+) -> tuple[Callable, ErrorResponse | None]:
+    """Read the body's first bytes (kept, and handed to MLflow ahead of the rest)."""
+    messages: list[dict[str, Any]] = []
+    prefix = b""
+    wanted = trail.action.endpoint in plaintext_guard.CARRIES_FILE
+    while wanted and len(prefix) < plaintext_guard.PREFIX_BYTES:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        prefix += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    refusal = await anyio.to_thread.run_sync(
+        _guard_check, config, trail, prefix[: plaintext_guard.PREFIX_BYTES]
+    )
+
+    async def replayed() -> dict[str, Any]:
+        return messages.pop(0) if messages else await receive()
+
+    return replayed, refusal
+
+
+def _guard_wsgi(
+    config: FrontDoorConfig, trail: Trail, environ: dict[str, Any]
+) -> ErrorResponse | None:
+    prefix = b""
+    if trail.action.endpoint in plaintext_guard.CARRIES_FILE:
+        stream = environ["wsgi.input"]
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        wanted = min(length, plaintext_guard.PREFIX_BYTES)
+        while len(prefix) < wanted:
+            piece = stream.read(wanted - len(prefix))
+            if not piece:
+                break
+            prefix += piece
+        environ["wsgi.input"] = _Prefixed(prefix, stream)
+    return _guard_check(config, trail, prefix)
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes already read, then the rest of the original input stream."""
+
+    def __init__(self, prefix: bytes, rest: Any) -> None:
+        self._prefix, self._rest = prefix, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            data, self._prefix = self._prefix + self._rest.read(), b""
+            return data
+        if self._prefix:
+            data, self._prefix = self._prefix[:size], self._prefix[size:]
+            return data
+        return self._rest.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self._prefix:
+            return self.read(size if size is not None and size >= 0 else len(self._prefix))
+        return self._rest.readline(size)
 
 
 def _ui_download(config: FrontDoorConfig, trail: Trail) -> str | None:

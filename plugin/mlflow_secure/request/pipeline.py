@@ -63,6 +63,8 @@ class FrontDoorConfig:
     shadow: ShadowEvaluator | None = None  # shadow mode: candidate policies compared
     decisions: DecisionCache | None = None  # None: MLFLOW_SECURE_DECISION_CACHE_TTL=0
     decryption: ServerDecryption | None = None  # the UI's encrypted downloads (decrypting.py)
+    # MLFLOW_SECURE_ENCRYPT_FROM: uploads of plaintext refused at and above (plaintext_guard)
+    encrypt_from: str = "never"
 
 
 def is_health_probe(method: str, path: str, health_paths: frozenset[str]) -> bool:

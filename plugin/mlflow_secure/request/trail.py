@@ -18,6 +18,7 @@ from mlflow_secure.request.canonical import CanonicalRequest
 # project a client asks new work to go into.
 CLIENT_HEADER = "x-mlflow-secure-client"
 PROJECT_HEADER = "x-mlflow-secure-project"
+ENCRYPTION_HEADER = "x-mlflow-secure-encryption"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class RequestFacts:
     id_headers: tuple[tuple[str, str], ...] = ()
     client: str | None = None  # X-MLflow-Secure-Client
     project: str | None = None  # X-MLflow-Secure-Project
+    encryption: str | None = None  # X-MLflow-Secure-Encryption (what the client encrypts)
 
     def policy_input(self) -> dict[str, Any]:
         return {
