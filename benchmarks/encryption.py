@@ -6,6 +6,9 @@ Printed in one run on this machine (issue 14):
   AES-256-GCM from `cryptography` over the same bytes in the same 1 MiB pieces (goal
   >= 0.5), and Tink's own Python streaming AEAD over the same bytes (the reason the format is
   written with `cryptography`: docs/encryption-format.md);
+- `log_artifact` + `download_artifacts` of a 256 MiB file through one secure server (1
+  worker, proxied `mlflow-artifacts:` store), into a confidential experiment (encrypted by
+  the client plugin) against an internal one (plaintext), rounds alternating (goal <= 1.15);
 - peak RSS (VmHWM) while encrypting and while decrypting a 1 GiB artefact file, above the
   interpreter's baseline with the package imported (goal <= 64 MiB), each in a fresh
   process so neither inherits the other's peak; the plaintext is generated as it is read
@@ -21,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -184,9 +188,88 @@ def peak_rss() -> None:
             )
 
 
+_ROUND_TRIP_CHILD = """
+import os, sys, time, tempfile
+import mlflow
+from mlflow import MlflowClient
+source, runs = sys.argv[1], sys.argv[2:]
+client = MlflowClient()
+for run in runs:  # one round: each run's upload, then its download, timed
+    start = time.perf_counter()
+    client.log_artifact(run, source)
+    with tempfile.TemporaryDirectory() as out:
+        client.download_artifacts(run, os.path.basename(source), out)
+    print(run, time.perf_counter() - start, flush=True)
+"""
+
+
+def round_trip(size: int = 256 * MIB, rounds: int = 3) -> None:
+    """Through a real server with the stock client and the plugin installed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support import servers
+
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        (root / "server").mkdir()
+        server = servers.start(root / "server")
+        try:
+            admin = server.admin_key()
+            runs = {}
+            for label, classification in (("encrypted", "confidential"), ("plaintext", "internal")):
+                tags = [
+                    {"key": "mlflow.secure.project", "value": "bench"},
+                    {"key": "mlflow.secure.classification", "value": classification},
+                ]
+                experiment = server.api(
+                    "POST",
+                    "/api/2.0/mlflow/experiments/create",
+                    admin,
+                    json={"name": label, "tags": tags},
+                ).json()["experiment_id"]
+                run = server.api(
+                    "POST",
+                    "/api/2.0/mlflow/runs/create",
+                    admin,
+                    json={"experiment_id": experiment},
+                ).json()["run"]["info"]["run_id"]
+                runs[run] = label
+            source = root / "weights.bin"
+            with open(source, "wb") as out:
+                for _ in range(size // MIB):
+                    out.write(os.urandom(MIB))
+            env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "MLFLOW_TRACKING_TOKEN": admin}
+            times: dict[str, list[float]] = {"encrypted": [], "plaintext": []}
+            order = list(runs)
+            for index in range(rounds):
+                ordered = order if index % 2 == 0 else order[::-1]
+                lines = subprocess.run(
+                    [sys.executable, "-c", _ROUND_TRIP_CHILD, str(source), *ordered],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.split("\n")
+                for line in filter(None, lines):
+                    run, seconds = line.split()
+                    times[runs[run]].append(float(seconds))
+        finally:
+            server.kill()
+    ratios = [e / p for e, p in zip(times["encrypted"], times["plaintext"], strict=True)]
+    print(
+        f"\nlog_artifact + download_artifacts of {size // MIB} MiB through the server, "
+        f"{rounds} rounds"
+    )
+    print(
+        f"encrypted {_span(times['encrypted'])} s, plaintext {_span(times['plaintext'])} s, "
+        f"encrypted/plaintext {_span(ratios, 3)}, median {statistics.median(ratios):.3f} "
+        "(goal <= 1.15)"
+    )
+
+
 def main() -> None:
     throughput()
     peak_rss()
+    round_trip()
 
 
 if __name__ == "__main__":

@@ -322,3 +322,21 @@ def test_the_format_commits_to_one_key_where_bare_gcm_segments_do_not() -> None:
     ciphertext = first + stream_header + body
     assert unseal(ciphertext, key_one) == opened[0]
     assert "not the one this file was encrypted with" in refused(ciphertext, key_two)
+
+
+@pytest.mark.parametrize("size", BOUNDARY_SIZES)
+def test_the_encrypting_reader_knows_its_length_and_opens_like_a_file(tmp_path, size):
+    source = tmp_path / "plain.bin"
+    plaintext = os.urandom(size)
+    source.write_bytes(plaintext)
+    with artefact.encrypting_reader(source, KEY, "dk-7", 2, CONTEXT, SEGMENT) as reader:
+        length = len(reader)
+        assert reader.tell() == 0
+        ciphertext = reader.read()
+        assert reader.tell() == length
+    assert len(ciphertext) == length
+    assert unseal(ciphertext) == plaintext
+    assert (
+        artefact.encrypt_stream(io.BytesIO(plaintext), io.BytesIO(), KEY, "k", 1, CONTEXT, SEGMENT)
+        == size
+    )

@@ -7,12 +7,13 @@ registry URIs resolve to a run's or logged model's `mlflow-artifacts:` location)
 
 For each file uploaded the key service is asked for a data key for that run's or logged
 model's artefact (`keys/data-keys/create`): it answers whether the experiment's
-classification requires encryption and, if so, issues the key; the file is encrypted to a
-temporary copy (so multipart uploads chunk ciphertext) and the copy is uploaded. Any
-failure to get a key raises: a file the server says must be encrypted is never uploaded
-in plaintext. A downloaded file that starts with the format's header is decrypted into
-place through a temporary file (never partial plaintext), its data key unwrapped by the key
-service for the caller (the policy decides), cached in memory for a minute and never
+classification requires encryption and, if so, issues the key. The file is then encrypted
+as the PUT body is sent (its length known in advance), or, for a multipart upload, into a
+temporary copy first, so that the parts are ciphertext. Any failure to get a key raises: a
+file the server says must be encrypted is never uploaded in plaintext. A downloaded file
+that starts with the format's header is decrypted as it streams in, into a temporary file
+renamed into place at the end (never partial plaintext); its data key is unwrapped by the
+key service for the caller (the policy decides), cached in memory for a minute and never
 written to disk. Files uploaded in plaintext (below the classification, or before the
 plugin) download unchanged.
 """
@@ -20,19 +21,24 @@ plugin) download unchanged.
 from __future__ import annotations
 
 import base64
+import io
 import os
 import posixpath
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repo import verify_artifact_path
 from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+from mlflow.utils.mime_type_utils import _guess_mime_type
+from mlflow.utils.rest_utils import augmented_raise_for_status, http_request
 
 from mlflow_secure.admin.client import SecureAdminClient
-from mlflow_secure.crypto import artefact
+from mlflow_secure.crypto import artefact, segments
 from mlflow_secure.crypto.header import MAGIC, Context, Header
 from mlflow_secure.ttl_cache import TtlCache
 
@@ -77,6 +83,25 @@ def is_encrypted(path: str) -> bool:
         return handle.read(len(MAGIC)) == MAGIC
 
 
+class _Prefixed(io.RawIOBase):
+    """Bytes already read from a stream, then the rest of it."""
+
+    def __init__(self, prefix: bytes, rest: Any) -> None:
+        super().__init__()
+        self._prefix, self._rest = prefix, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._prefix:
+            count = min(len(buffer), len(self._prefix))
+            buffer[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            return count
+        return self._rest.readinto(buffer)
+
+
 class EncryptingArtifactsRepository(MlflowArtifactsRepository):
     """`mlflow-artifacts:` with client-side encryption (module docstring)."""
 
@@ -90,6 +115,7 @@ class EncryptingArtifactsRepository(MlflowArtifactsRepository):
     def log_artifact(self, local_file, artifact_path=None) -> None:
         if self._owner is None:
             return super().log_artifact(local_file, artifact_path)
+        verify_artifact_path(artifact_path)
         name = os.path.basename(local_file)
         path = self._owner.path(posixpath.join(artifact_path or "", name))
         try:
@@ -102,22 +128,54 @@ class EncryptingArtifactsRepository(MlflowArtifactsRepository):
             ) from None
         if not answer.get("required"):
             return super().log_artifact(local_file, artifact_path)
-        context = Context(answer["project"], answer["artefact"])
-        with tempfile.TemporaryDirectory(prefix="mlflow-secure-") as scratch:
-            sealed = os.path.join(scratch, name)
-            artefact.encrypt_file(
-                local_file,
-                sealed,
-                base64.b64decode(answer["data_key"]),
-                answer["key_id"],
-                answer["key_version"],
-                context,
+        key = (
+            base64.b64decode(answer["data_key"]),
+            answer["key_id"],
+            answer["key_version"],
+            Context(answer["project"], answer["artefact"]),
+        )
+        if self._should_multipart_upload(local_file):
+            # the parts go to the object store: encrypt the whole file first, then chunk it
+            with tempfile.TemporaryDirectory(prefix="mlflow-secure-") as scratch:
+                sealed = os.path.join(scratch, name)
+                artefact.encrypt_file(local_file, sealed, *key)
+                return super().log_artifact(sealed, artifact_path)
+        # one PUT whose body is encrypted as it is sent (as MLflow's own log_artifact, with
+        # the ciphertext's length known in advance): no ciphertext copy on disk
+        paths = (artifact_path, name) if artifact_path else (name,)
+        with artefact.encrypting_reader(local_file, *key) as body:
+            response = http_request(
+                self._host_creds,
+                posixpath.join("/", *paths),
+                "PUT",
+                data=body,
+                extra_headers={"Content-Type": _guess_mime_type(name)},
             )
-            return super().log_artifact(sealed, artifact_path)
+        augmented_raise_for_status(response)
+        return None
 
     # ------------------------------------------------------------------ download
 
     def _download_file(self, remote_file_path, local_path) -> None:
+        if self._owner is None or self._is_multipart_download_enabled():
+            return self._download_then_open(remote_file_path, local_path)
+        response = http_request(
+            self._host_creds, posixpath.join("/", remote_file_path), "GET", stream=True
+        )
+        augmented_raise_for_status(response)
+        response.raw.decode_content = True
+        with response:
+            first = segments.read_exact(response.raw, len(MAGIC))
+            if first != MAGIC:
+                with open(local_path, "wb") as out:
+                    out.write(first)
+                    shutil.copyfileobj(response.raw, out, 1024 * 1024)
+                return None
+            self._open_into(_Prefixed(first, response.raw), remote_file_path, local_path)
+        return None
+
+    def _download_then_open(self, remote_file_path, local_path) -> None:
+        """Downloads MLflow splits into ranges (multipart): fetched whole, then opened."""
         if self._owner is None:
             return super()._download_file(remote_file_path, local_path)
         directory = os.path.dirname(os.path.abspath(local_path))
@@ -128,18 +186,28 @@ class EncryptingArtifactsRepository(MlflowArtifactsRepository):
             if not is_encrypted(fetched):
                 shutil.move(fetched, local_path)
                 return None
-            path = self._owner.path(remote_file_path)
-            answer = self._unwrapped(self._owner, path, artefact.read_header_of(fetched, path))
-            data_key = base64.b64decode(answer["data_key"])
-            # the project and identity the key service issued the key for
-            context = Context(answer["project"], answer["artefact"])
-            artefact.decrypt_file(fetched, local_path, lambda _h: data_key, context)
-        except artefact.DecryptionError as exc:
-            raise MlflowException(f"mlflow-secure: {exc}") from None
+            with open(fetched, "rb") as sealed:
+                self._open_into(sealed, remote_file_path, local_path)
         finally:
             if os.path.exists(fetched):
                 os.unlink(fetched)
         return None
+
+    def _open_into(self, source: Any, remote_file_path: str, local_path: str) -> None:
+        owner = self._owner
+        assert owner is not None  # only repositories of a run or logged model decrypt
+        path = owner.path(remote_file_path)
+
+        def opener(header: Header) -> tuple[bytes, Context]:
+            answer = self._unwrapped(owner, path, header)
+            # the project and identity the key service issued the key for
+            context = Context(answer["project"], answer["artefact"])
+            return base64.b64decode(answer["data_key"]), context
+
+        try:
+            artefact.decrypt_into_file(source, local_path, opener, path)
+        except artefact.DecryptionError as exc:
+            raise MlflowException(f"mlflow-secure: {exc}") from None
 
     def _unwrapped(self, owner: Owner, path: str, header: Header) -> dict:
         cache_key = (self.tracking_uri, header.key_id, path)

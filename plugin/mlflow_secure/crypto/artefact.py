@@ -14,9 +14,9 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from mlflow_secure.crypto import header as header_format
 from mlflow_secure.crypto import segments
@@ -91,18 +91,33 @@ def read_header_of(path: str | os.PathLike[str], artefact: str) -> Header:
         return read_header(sealed, artefact)[0]
 
 
-def _open(
-    source: BinaryIO, key_for: KeyLookup, context: Context
-) -> tuple[Header, int, bytes, bytes]:
-    """(header, its length, stream key, associated data) once the key matches the commitment."""
-    header, header_bytes = read_header(source, context.artefact)
-    data_key = key_for(header)
+Opener = Callable[[Header], tuple[bytes, Context]]
+
+
+def _open(source: BinaryIO, opener: Opener, name: str) -> tuple[Header, int, bytes, bytes, str]:
+    """(header, its length, stream key, associated data, artefact) once the data key the
+    opener returns matches the commitment; the opener also says what the artefact is."""
+    header, header_bytes = read_header(source, name)
+    data_key, context = opener(header)
     try:
         header_format.verify_commitment(header, data_key)
     except (HeaderError, ValueError) as error:
         raise DecryptionError(context.artefact, str(error)) from None
     aad = header_format.associated_data(header_bytes, context)
-    return header, len(header_bytes), header_format.stream_key(data_key), aad
+    key = header_format.stream_key(data_key)
+    return header, len(header_bytes), key, aad, context.artefact
+
+
+def decrypt_opened(
+    source: BinaryIO, write: Callable[[bytes], object], opener: Opener, name: str
+) -> int:
+    """Decrypt `source` into `write` with the data key and context `opener` gives for its
+    header (a key service asked once the header names the key); plaintext length."""
+    header, _, key, aad, artefact = _open(source, opener, name)
+    try:
+        return segments.decrypt(source, write, key, aad, segments.Layout(header.segment_size))
+    except segments.SegmentError as error:
+        raise DecryptionError(artefact, _segment_problem(error)) from None
 
 
 def decrypt_stream(
@@ -113,11 +128,23 @@ def decrypt_stream(
     A failure after the first segment leaves earlier, authenticated segments written: use
     `decrypt_file` (or discard what was written) where partial plaintext must never appear.
     """
-    header, _, key, aad = _open(source, key_for, context)
+    return decrypt_opened(source, write, lambda h: (key_for(h), context), context.artefact)
+
+
+def decrypt_into_file(
+    source: BinaryIO, destination: str | os.PathLike[str], opener: Opener, name: str
+) -> int:
+    """Decrypt a stream to `destination`, which appears only whole and authenticated."""
+    destination = Path(destination)
+    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
     try:
-        return segments.decrypt(source, write, key, aad, segments.Layout(header.segment_size))
-    except segments.SegmentError as error:
-        raise DecryptionError(context.artefact, _segment_problem(error)) from None
+        with os.fdopen(handle, "wb") as plain:
+            length = decrypt_opened(source, plain.write, opener, name)
+        os.replace(temporary, destination)
+        return length
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def decrypt_file(
@@ -126,17 +153,78 @@ def decrypt_file(
     key_for: KeyLookup,
     context: Context,
 ) -> int:
-    """Decrypt to `destination`, which appears only whole and authenticated."""
-    destination = Path(destination)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
-    try:
-        with open(source, "rb") as sealed, os.fdopen(handle, "wb") as plain:
-            length = decrypt_stream(sealed, plain.write, key_for, context)
-        os.replace(temporary, destination)
-        return length
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Decrypt a file to `destination`, which appears only whole and authenticated."""
+    with open(source, "rb") as sealed:
+        return decrypt_into_file(
+            sealed, destination, lambda h: (key_for(h), context), context.artefact
+        )
+
+
+class EncryptingReader(io.RawIOBase):
+    """A file's ciphertext, produced as it is read: an HTTP body that streams (its `len` is
+    known in advance, so it goes with a Content-Length) without a ciphertext copy on disk.
+    Not seekable: a retry must start a new reader (and so a new data key's stream)."""
+
+    def __init__(self, chunks: Iterator[bytes], length: int, close: Callable[[], None]) -> None:
+        super().__init__()
+        self._chunks, self._pending, self._position = chunks, b"", 0
+        self.len = length
+        self._close_source = close
+
+    def __len__(self) -> int:
+        return self.len
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = chunk
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        self._position += count
+        return count
+
+    def close(self) -> None:
+        self._close_source()
+        super().close()
+
+
+def encrypting_reader(
+    source: str | os.PathLike[str],
+    data_key: bytes,
+    key_id: str,
+    key_version: int,
+    context: Context,
+    segment_size: int = header_format.DEFAULT_SEGMENT_SIZE,
+) -> EncryptingReader:
+    """The ciphertext of the file at `source`, to be read once (an upload's body)."""
+    header = header_format.new_header(data_key, key_id, key_version, segment_size)
+    header_bytes = header.encode()
+    layout = segments.Layout(segment_size)
+    plain = open(source, "rb")  # noqa: SIM115 (closed with the reader)
+    size = os.fstat(plain.fileno()).st_size
+    chunks = segments.encrypt_chunks(
+        plain,
+        header_format.stream_key(data_key),
+        header_format.associated_data(header_bytes, context),
+        layout,
+    )
+
+    def all_chunks() -> Iterator[bytes]:
+        yield header_bytes
+        yield from chunks
+
+    return EncryptingReader(
+        all_chunks(), len(header_bytes) + layout.ciphertext_size(size), plain.close
+    )
 
 
 def plaintext_size(ciphertext_size: int, header_bytes: bytes, artefact: str) -> int:
@@ -165,7 +253,8 @@ def read_range(
     if offset < 0 or length < 0:
         raise ValueError("offset and length are not negative")
     probe = read_at(0, header_format.MAX_HEADER_SIZE)
-    header, base, key, aad = _open(io.BytesIO(probe), key_for, context)
+    opener: Opener = lambda h: (key_for(h), context)  # noqa: E731
+    header, base, key, aad, _ = _open(io.BytesIO(probe), opener, context.artefact)
     layout = segments.Layout(header.segment_size)
     try:
         count = layout.segment_count(ciphertext_size - base)

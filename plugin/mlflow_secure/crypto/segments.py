@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -172,15 +172,14 @@ def read_exact(source: BinaryIO, size: int) -> bytes:
     return bytes(buffer[: _read_full(source, memoryview(buffer))])
 
 
-def encrypt(
+def encrypt_chunks(
     source: BinaryIO,
-    write: Callable[[bytes], object],
     key_value: bytes,
     associated_data: bytes,
     layout: Layout,
     header: bytes | None = None,
-) -> int:
-    """Encrypt `source` to end of stream into `write`; the plaintext length.
+) -> Iterator[bytes]:
+    """The stream header, then each encrypted segment of `source` as it is read.
 
     Two segment buffers are reused for the whole stream (so memory stays at two segments
     whatever the file's size) and read into directly: a segment is encrypted once the next
@@ -189,21 +188,36 @@ def encrypt(
     header = new_header() if header is None else header
     salt, prefix = parse_header(header)
     cipher = derive_key(key_value, salt, associated_data)
-    write(header)
+    yield header
     current, following = bytearray(layout.plaintext), bytearray(layout.plaintext)
     filled = _read_full(source, memoryview(current)[: layout.first_plaintext])
-    capacity, index, total = layout.first_plaintext, 0, 0
+    capacity, index = layout.first_plaintext, 0
     while True:
         more = _read_full(source, memoryview(following)) if filled == capacity else 0
         last = more == 0
         if index >= MAX_SEGMENTS:
             raise SegmentError("too many segments")
-        write(cipher.encrypt(nonce(prefix, index, last), memoryview(current)[:filled], None))
-        total += filled
+        yield cipher.encrypt(nonce(prefix, index, last), memoryview(current)[:filled], None)
         if last:
-            return total
+            return
         current, following = following, current
         filled, capacity, index = more, layout.plaintext, index + 1
+
+
+def encrypt(
+    source: BinaryIO,
+    write: Callable[[bytes], object],
+    key_value: bytes,
+    associated_data: bytes,
+    layout: Layout,
+    header: bytes | None = None,
+) -> int:
+    """Encrypt `source` to end of stream into `write`; the plaintext length."""
+    total = -HEADER_SIZE
+    for chunk in encrypt_chunks(source, key_value, associated_data, layout, header):
+        write(chunk)
+        total += len(chunk) - (TAG_SIZE if total >= 0 else 0)
+    return total
 
 
 def decrypt(
