@@ -39,7 +39,7 @@ def experiment(actor, name: str, project: str, classification: str) -> str:
 
 def train(server, key: str, experiment_id: str, model: str, tmp_path: Path) -> dict:
     env = {
-        **os.environ,
+        **os.environ,  # MLFLOW_S3_ENDPOINT_URL and AWS_* too, for a direct bucket
         "MLFLOW_TRACKING_URI": server.url,
         "MLFLOW_TRACKING_TOKEN": key,
         "HOME": str(tmp_path),  # no ~/.mlflow/credentials from the developer
@@ -241,5 +241,85 @@ def test_the_wsgi_front_door_decrypts_ui_downloads_too(tmp_path):
         )
         assert plain.status_code == 400, plain.text
         assert "must be encrypted" in plain.json()["message"]
+    finally:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def s3_bucket(tmp_path_factory):
+    """A real S3-compatible server (moto's standalone server) with one bucket."""
+    import boto3
+
+    port = servers.free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")  # noqa: SIM115
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    env = {
+        "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "mlflow-secure-test",
+        "AWS_SECRET_ACCESS_KEY": "mlflow-secure-test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.create_bucket(Bucket="models")
+            break
+        except Exception:
+            if time.monotonic() > deadline or moto.poll() is not None:
+                raise
+            time.sleep(0.2)
+    try:
+        yield client, env
+    finally:
+        moto.terminate()
+        moto.wait(timeout=30)
+        log.close()
+
+
+def test_a_direct_s3_bucket_holds_only_ciphertext(s3_bucket, tmp_path, monkeypatch):
+    client, s3_env = s3_bucket
+    for name, value in s3_env.items():
+        monkeypatch.setenv(name, value)
+    server = servers.start(
+        tmp_path,
+        extra_args=("--no-serve-artifacts", "--default-artifact-root", "s3://models/"),
+        env={**s3_env, "MLFLOW_SECURE_AUTH_MAX_FAILURES": "1000"},
+    )
+    try:
+        actors = teams.populate(server)
+        alice = actors["alice"]
+        exp = experiment(alice, "fraud-s3", "fraud", "confidential")
+        result = train(server, alice.key, exp, "fraud-s3-model", tmp_path)
+        assert result["predicted"] == result["expected"]
+        assert result["notes_ok"]
+        stored = client.list_objects_v2(Bucket="models")["Contents"]
+        assert len(stored) >= 5
+        for item in stored:
+            data = client.get_object(Bucket="models", Key=item["Key"])["Body"].read()
+            assert data.startswith(MAGIC), item["Key"]
+            assert MARKER.encode() not in data, item["Key"]
+            assert b"sklearn" not in data, item["Key"]
+        # the UI's view, read by the server from the bucket, decrypted for alice
+        shown = alice.call(
+            "GET",
+            "/get-artifact",
+            prefix="",
+            params={"path": "reports/notes.txt", "run_uuid": result["run_id"]},
+        )
+        assert shown.status_code == 200, shown.text
+        assert shown.content == (MARKER * 50).encode()
     finally:
         server.kill()

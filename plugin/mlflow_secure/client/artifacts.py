@@ -27,6 +27,7 @@ import posixpath
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +35,8 @@ from urllib.parse import urlsplit
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repo import verify_artifact_path
 from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
+from mlflow.tracking._tracking_service.utils import get_tracking_uri
 from mlflow.utils.mime_type_utils import _guess_mime_type
 from mlflow.utils.rest_utils import augmented_raise_for_status, http_request
 
@@ -102,22 +105,25 @@ class _Prefixed(io.RawIOBase):
         return self._rest.readinto(buffer)
 
 
-class EncryptingArtifactsRepository(MlflowArtifactsRepository):
-    """`mlflow-artifacts:` with client-side encryption (module docstring)."""
+class _Encrypting:
+    """What both encrypting repositories do: ask the key service, encrypt, decrypt."""
 
-    def __init__(self, artifact_uri: str, tracking_uri=None, registry_uri=None) -> None:
-        super().__init__(artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
-        self._owner = owner_of(self.artifact_uri)
-        self._keys = SecureAdminClient(self.tracking_uri)
+    _owner: Owner | None
+    _keys: SecureAdminClient
 
-    # ------------------------------------------------------------------ upload
+    def _start_encrypting(self, artifact_uri: str, tracking_uri: str | None) -> None:
+        """Encrypt only where a key service can be asked: a client of an http(s) tracking
+        server. Inside the server itself (its tracking URI is a database) the repository is
+        MLflow's own, and the front door decrypts what the UI is shown (decrypting.py)."""
+        tracking_uri = tracking_uri or get_tracking_uri()
+        self._owner = None
+        if urlsplit(tracking_uri).scheme in ("http", "https"):
+            self._owner = owner_of(artifact_uri)
+            self._keys = SecureAdminClient(tracking_uri)
 
-    def log_artifact(self, local_file, artifact_path=None) -> None:
-        if self._owner is None:
-            return super().log_artifact(local_file, artifact_path)
-        verify_artifact_path(artifact_path)
-        name = os.path.basename(local_file)
-        path = self._owner.path(posixpath.join(artifact_path or "", name))
+    def _upload_key(self, path: str) -> tuple[bytes, str, int, Context] | None:
+        """The data key to encrypt artefact `path` with; None where none is required."""
+        assert self._owner is not None
         try:
             answer = self._keys.create_data_key(path, **self._owner.named())
         except MlflowException as exc:
@@ -127,19 +133,93 @@ class EncryptingArtifactsRepository(MlflowArtifactsRepository):
                 error_code=exc.error_code,
             ) from None
         if not answer.get("required"):
-            return super().log_artifact(local_file, artifact_path)
-        key = (
+            return None
+        return (
             base64.b64decode(answer["data_key"]),
             answer["key_id"],
             answer["key_version"],
             Context(answer["project"], answer["artefact"]),
         )
+
+    def _upload_sealed(self, local_file: str, path: str, upload: Callable[[str], None]) -> None:
+        """Upload `local_file` (through `upload(file)`) encrypted when it must be."""
+        key = self._upload_key(path)
+        if key is None:
+            upload(local_file)
+            return
+        with tempfile.TemporaryDirectory(prefix="mlflow-secure-") as scratch:
+            sealed = os.path.join(scratch, os.path.basename(local_file))
+            artefact.encrypt_file(local_file, sealed, *key)
+            upload(sealed)
+
+    def _fetch_then_open(self, fetch: Callable[[str], None], path: str, local_path: str) -> None:
+        """Fetch the stored file whole (through `fetch(file)`), then decrypt it into place."""
+        directory = os.path.dirname(os.path.abspath(local_path))
+        handle, fetched = tempfile.mkstemp(dir=directory, prefix=".mlflow-secure-")
+        os.close(handle)
+        try:
+            fetch(fetched)
+            if not is_encrypted(fetched):
+                shutil.move(fetched, local_path)
+                return
+            with open(fetched, "rb") as sealed:
+                self._open_into(sealed, path, local_path)
+        finally:
+            if os.path.exists(fetched):
+                os.unlink(fetched)
+
+    def _open_into(self, source: Any, path: str, local_path: str) -> None:
+        owner = self._owner
+        assert owner is not None  # only repositories of a run or logged model decrypt
+
+        def opener(header: Header) -> tuple[bytes, Context]:
+            answer = self._unwrapped(owner, path, header)
+            # the project and identity the key service issued the key for
+            context = Context(answer["project"], answer["artefact"])
+            return base64.b64decode(answer["data_key"]), context
+
+        try:
+            artefact.decrypt_into_file(source, local_path, opener, path)
+        except artefact.DecryptionError as exc:
+            raise MlflowException(f"mlflow-secure: {exc}") from None
+
+    def _unwrapped(self, owner: Owner, path: str, header: Header) -> dict:
+        cache_key = (self._keys.tracking_uri, header.key_id, path)
+        cached = _keys.get(cache_key)
+        if cached is not None:
+            return cached
+        try:
+            answer = self._keys.unwrap_data_key(header.key_id, path, **owner.named())
+        except MlflowException as exc:
+            raise MlflowException(
+                f"mlflow-secure: artefact {path!r} is encrypted and its key was refused: "
+                f"{exc.message}",
+                error_code=exc.error_code,
+            ) from None
+        _keys.put(cache_key, answer)
+        return answer
+
+
+class EncryptingArtifactsRepository(_Encrypting, MlflowArtifactsRepository):
+    """`mlflow-artifacts:` (the server's proxied store) with client-side encryption."""
+
+    def __init__(self, artifact_uri: str, tracking_uri=None, registry_uri=None) -> None:
+        super().__init__(artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
+        self._start_encrypting(self.artifact_uri, self.tracking_uri)
+
+    def log_artifact(self, local_file, artifact_path=None) -> None:
+        if self._owner is None:
+            return super().log_artifact(local_file, artifact_path)
+        verify_artifact_path(artifact_path)
+        name = os.path.basename(local_file)
+        path = self._owner.path(posixpath.join(artifact_path or "", name))
         if self._should_multipart_upload(local_file):
             # the parts go to the object store: encrypt the whole file first, then chunk it
-            with tempfile.TemporaryDirectory(prefix="mlflow-secure-") as scratch:
-                sealed = os.path.join(scratch, name)
-                artefact.encrypt_file(local_file, sealed, *key)
-                return super().log_artifact(sealed, artifact_path)
+            parent = super().log_artifact
+            return self._upload_sealed(local_file, path, lambda f: parent(f, artifact_path))
+        key = self._upload_key(path)
+        if key is None:
+            return super().log_artifact(local_file, artifact_path)
         # one PUT whose body is encrypted as it is sent (as MLflow's own log_artifact, with
         # the ciphertext's length known in advance): no ciphertext copy on disk
         paths = (artifact_path, name) if artifact_path else (name,)
@@ -154,11 +234,13 @@ class EncryptingArtifactsRepository(MlflowArtifactsRepository):
         augmented_raise_for_status(response)
         return None
 
-    # ------------------------------------------------------------------ download
-
     def _download_file(self, remote_file_path, local_path) -> None:
-        if self._owner is None or self._is_multipart_download_enabled():
-            return self._download_then_open(remote_file_path, local_path)
+        if self._owner is None:
+            return super()._download_file(remote_file_path, local_path)
+        path = self._owner.path(remote_file_path)
+        if self._is_multipart_download_enabled():  # MLflow fetches it in ranges
+            parent = super()._download_file
+            return self._fetch_then_open(lambda f: parent(remote_file_path, f), path, local_path)
         response = http_request(
             self._host_creds, posixpath.join("/", remote_file_path), "GET", stream=True
         )
@@ -171,56 +253,33 @@ class EncryptingArtifactsRepository(MlflowArtifactsRepository):
                     out.write(first)
                     shutil.copyfileobj(response.raw, out, 1024 * 1024)
                 return None
-            self._open_into(_Prefixed(first, response.raw), remote_file_path, local_path)
+            self._open_into(_Prefixed(first, response.raw), path, local_path)
         return None
 
-    def _download_then_open(self, remote_file_path, local_path) -> None:
-        """Downloads MLflow splits into ranges (multipart): fetched whole, then opened."""
+
+class EncryptingS3ArtifactRepository(_Encrypting, S3ArtifactRepository):
+    """`s3:` (a bucket the client writes to directly) with client-side encryption: every
+    object of an encrypted artefact is encrypted before boto3 uploads it (so multipart
+    uploads chunk ciphertext), and decrypted after it is downloaded."""
+
+    def __init__(self, artifact_uri: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(artifact_uri, *args, **kwargs)
+        self._start_encrypting(artifact_uri, kwargs.get("tracking_uri"))
+
+    def _relative(self, key: str) -> str:
+        _, root = self.parse_s3_compliant_uri(self.artifact_uri)
+        return key[len(root) :].lstrip("/") if root else key
+
+    def _upload_file(self, s3_client, local_file, bucket, key) -> None:
+        if self._owner is None:
+            return super()._upload_file(s3_client, local_file, bucket, key)
+        parent = super()._upload_file
+        path = self._owner.path(self._relative(key))
+        return self._upload_sealed(local_file, path, lambda f: parent(s3_client, f, bucket, key))
+
+    def _download_file(self, remote_file_path, local_path) -> None:
         if self._owner is None:
             return super()._download_file(remote_file_path, local_path)
-        directory = os.path.dirname(os.path.abspath(local_path))
-        handle, fetched = tempfile.mkstemp(dir=directory, prefix=".mlflow-secure-")
-        os.close(handle)
-        try:
-            super()._download_file(remote_file_path, fetched)
-            if not is_encrypted(fetched):
-                shutil.move(fetched, local_path)
-                return None
-            with open(fetched, "rb") as sealed:
-                self._open_into(sealed, remote_file_path, local_path)
-        finally:
-            if os.path.exists(fetched):
-                os.unlink(fetched)
-        return None
-
-    def _open_into(self, source: Any, remote_file_path: str, local_path: str) -> None:
-        owner = self._owner
-        assert owner is not None  # only repositories of a run or logged model decrypt
-        path = owner.path(remote_file_path)
-
-        def opener(header: Header) -> tuple[bytes, Context]:
-            answer = self._unwrapped(owner, path, header)
-            # the project and identity the key service issued the key for
-            context = Context(answer["project"], answer["artefact"])
-            return base64.b64decode(answer["data_key"]), context
-
-        try:
-            artefact.decrypt_into_file(source, local_path, opener, path)
-        except artefact.DecryptionError as exc:
-            raise MlflowException(f"mlflow-secure: {exc}") from None
-
-    def _unwrapped(self, owner: Owner, path: str, header: Header) -> dict:
-        cache_key = (self.tracking_uri, header.key_id, path)
-        cached = _keys.get(cache_key)
-        if cached is not None:
-            return cached
-        try:
-            answer = self._keys.unwrap_data_key(header.key_id, path, **owner.named())
-        except MlflowException as exc:
-            raise MlflowException(
-                f"mlflow-secure: artefact {path!r} is encrypted and its key was refused: "
-                f"{exc.message}",
-                error_code=exc.error_code,
-            ) from None
-        _keys.put(cache_key, answer)
-        return answer
+        parent = super()._download_file
+        path = self._owner.path(remote_file_path)
+        return self._fetch_then_open(lambda f: parent(remote_file_path, f), path, local_path)
