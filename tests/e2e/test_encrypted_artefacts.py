@@ -312,6 +312,24 @@ def test_a_direct_s3_bucket_holds_only_ciphertext(s3_bucket, tmp_path, monkeypat
             assert data.startswith(MAGIC), item["Key"]
             assert MARKER.encode() not in data, item["Key"]
             assert b"sklearn" not in data, item["Key"]
+        # a file above boto3's multipart threshold (8 MiB): its parts are ciphertext
+        from mlflow import MlflowClient
+
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", alice.key)
+        big = tmp_path / "big.bin"
+        big.write_bytes(MARKER.encode() * (12 * 1024 * 1024 // len(MARKER)))
+        mlflow_client = MlflowClient(tracking_uri=server.url)
+        mlflow_client.log_artifact(result["run_id"], str(big))
+        key = next(
+            item["Key"]
+            for item in client.list_objects_v2(Bucket="models")["Contents"]
+            if item["Key"].endswith("/big.bin")
+        )
+        body = client.get_object(Bucket="models", Key=key)["Body"].read()
+        assert body.startswith(MAGIC)
+        assert MARKER.encode() not in body
+        back = mlflow_client.download_artifacts(result["run_id"], "big.bin", str(tmp_path / "o"))
+        assert Path(back).read_bytes() == big.read_bytes()
         # the UI's view, read by the server from the bucket, decrypted for alice
         shown = alice.call(
             "GET",
