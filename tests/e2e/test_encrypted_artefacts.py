@@ -165,7 +165,7 @@ def test_the_ui_downloads_are_decrypted_for_their_reader_only(world, tmp_path):
         "GET", "/get-artifact", prefix="", params={"path": "reports/copy.txt", "run_uuid": run}
     )
     assert moved.status_code == 403, moved.text
-    assert "issued for another artefact" in moved.json()["message"]
+    assert "was not issued for this artefact" in moved.json()["message"]
     assert MARKER.encode() not in moved.content
 
 

@@ -96,7 +96,7 @@ def test_team_b_cannot_unwrap_team_as_key_even_with_the_ciphertext(world):
     # bob names his own run (which he may read) with alice's key id: the key service refuses
     mine = keys(bob, "data-keys/unwrap", key_id=issued["key_id"], run_id=runs["bob"], path=path)
     assert mine.status_code == 403, mine.text
-    assert "issued for another artefact" in mine.json()["message"]
+    assert mine.json()["message"] == f"data key {issued['key_id']} was not issued for this artefact"
     assert issued["data_key"] not in mine.text
     # nor can he make a key for alice's run
     assert keys(bob, "data-keys/create", run_id=runs["alice"], path="x.bin").status_code == 404
@@ -192,6 +192,7 @@ def test_rotation_rewraps_without_touching_the_file_and_destroy_shreds(world):
         ({"run_id": "RUN", "logged_model_id": "m-1", "path": "m.pkl"}, 400, "exactly one"),
         ({"run_id": "RUN", "path": "../other/m.pkl"}, 400, "plain relative artefact path"),
         ({"run_id": "RUN", "path": "model/"}, 400, "must name a file"),
+        ({"run_id": "RUN", "path": "model//m.pkl"}, 400, "empty segments"),
         ({"run_id": "RUN", "path": "m.pkl", "extra": 1}, 400, "unknown field"),
         ({"run_id": "0" * 32, "path": "m.pkl"}, 404, None),  # no such run: like another's
     ],
@@ -223,7 +224,7 @@ def test_an_experiment_in_no_project_gets_a_message_naming_the_fix(world):
     assert "mlflow.secure.project" in response.json()["message"]
 
 
-def test_an_unknown_data_key_is_not_found(world):
+def test_an_unknown_data_key_is_answered_like_another_artefacts(world):
     _, actors, runs, _ = world
     response = keys(
         actors["bob"],
@@ -232,8 +233,8 @@ def test_an_unknown_data_key_is_not_found(world):
         run_id=runs["bob"],
         path="m.pkl",
     )
-    assert response.status_code == 404, response.text
-    assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert response.status_code == 403, response.text
+    assert response.json()["message"] == "data key dk-doesnotexist was not issued for this artefact"
 
 
 @pytest.mark.postgres

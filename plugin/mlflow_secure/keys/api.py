@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mlflow_secure.admin.parsing import MAX_BODY_BYTES, Args, bad, read_args
@@ -95,7 +96,7 @@ def create(
 
 def unwrap(session: Session, wrapper: KeyWrapper | None, args: Args) -> dict[str, Any]:
     identity, _ = _artefact(args)
-    record = service.find(session, args["key_id"])
+    record = service.find_for(session, args["key_id"], identity)
     data_key = service.open_key(session, _need(wrapper), record, identity)
     return _issued(
         service.IssuedKey(record.key_id, record.created_version, data_key, record.project, identity)
@@ -159,6 +160,9 @@ def _view(
                 payload = handler(session, wrapper, args)
         except IdentityError as exc:
             return _json(exc.status, {"error_code": exc.code, "message": str(exc)})
+        except IntegrityError:  # a race the per-project lock did not cover: safe to retry
+            message = "another change to these keys happened at the same moment; try again"
+            return _json(409, {"error_code": "ABORTED", "message": message})
         return _json(200, payload)
 
     view.__name__ = "mlflow_secure_" + route.endpoint.replace(".", "_")

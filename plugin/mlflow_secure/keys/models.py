@@ -19,6 +19,17 @@ from mlflow_secure.identity.models import Base, utcnow
 KEY_STATES = ("active", "superseded", "retired", "destroyed")
 
 
+class KeyLock(Base):
+    """One row per project whose keys exist: every key operation updates it first, so the
+    operations on a project's keys are serialised (a PostgreSQL row lock; SQLite's write
+    lock) and none reads a version another is retiring, destroying or creating."""
+
+    __tablename__ = "mls_key_locks"
+
+    project: Mapped[str] = mapped_column(String(256), primary_key=True)
+    operations: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class ProjectKey(Base):
     __tablename__ = "mls_project_keys"
     __table_args__ = (UniqueConstraint("project", "version", name="uq_mls_project_keys_version"),)

@@ -44,6 +44,8 @@ def artefact_of(args: Args) -> tuple[str, str, str]:
         raise IdentityError("path must be a plain relative artefact path") from None
     if not path or path.endswith("/"):
         raise IdentityError("path must name a file")
+    if "//" in path:  # one spelling per file, so one data key per stored file
+        raise IdentityError("path must not contain empty segments ('//')")
     prefix = "runs" if kind == "run" else "models"
     return kind, owner_id, f"{prefix}/{owner_id}/artifacts/{path}"
 

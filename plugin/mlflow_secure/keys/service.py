@@ -6,9 +6,11 @@ data key opens only for the artefact it was issued for, only while its project k
 and a destroyed project's keys never come back. Every wrapped value carries associated data
 naming what it belongs to, so a wrapped key copied to another row does not open.
 
-Concurrency: rotation, retirement and destruction lock the project's key rows (PostgreSQL
-`FOR UPDATE`; SQLite serialises writers), so a data key is never wrapped under a version
-that is being retired or destroyed at the same moment.
+Concurrency: every operation first updates the project's row in `mls_key_locks` (a row lock
+on PostgreSQL, the database's write lock on SQLite, whose reads would otherwise run before
+its transaction starts), so operations on one project's keys run one after another: a data
+key is never wrapped under a version being retired or destroyed at that moment, and two
+rotations never pick the same version number.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from datetime import datetime
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mlflow_secure.identity.models import utcnow
 from mlflow_secure.identity.records import IdentityError, NotFound
-from mlflow_secure.keys.models import DataKey, ProjectKey
+from mlflow_secure.keys.models import DataKey, KeyLock, ProjectKey
 from mlflow_secure.keys.wrapping import KeyWrapper, MasterKeyError
 
 KEY_SIZE = 32
@@ -65,10 +69,18 @@ def _dek_aad(key_id: str, project: str, artefact: str) -> bytes:
     return b"\x00".join(parts)
 
 
-def _project_keys(session: Session, project: str, lock: bool = False) -> list[ProjectKey]:
+def _lock(session: Session, project: str) -> None:
+    """Serialise this transaction with every other operation on `project`'s keys."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(KeyLock).values(project=project, operations=0).on_conflict_do_nothing())
+    session.execute(
+        update(KeyLock).where(KeyLock.project == project).values(operations=KeyLock.operations + 1)
+    )
+
+
+def _project_keys(session: Session, project: str) -> list[ProjectKey]:
     query = select(ProjectKey).where(ProjectKey.project == project).order_by(ProjectKey.version)
-    if lock:
-        query = query.with_for_update()
     return list(session.scalars(query))
 
 
@@ -107,6 +119,7 @@ def _new_version(
 
 def _active(session: Session, wrapper: KeyWrapper, project: str, actor: str) -> ProjectKey:
     """The project's active key version, created on first use."""
+    _lock(session, project)
     rows = _project_keys(session, project)
     if _destroyed(rows):
         raise KeyRefused(
@@ -151,17 +164,23 @@ def issue(
     return IssuedKey(key_id, kek.version, data_key, project, artefact)
 
 
-def find(session: Session, key_id: str) -> DataKey:
+def not_issued_for(key_id: str) -> KeyRefused:
+    """One answer for a key id that does not exist and one issued for another artefact, so
+    that no one learns whether a key id lifted from a stolen file is live."""
+    return KeyRefused(f"data key {key_id} was not issued for this artefact")
+
+
+def find_for(session: Session, key_id: str, artefact: str) -> DataKey:
     record = session.get(DataKey, key_id)
-    if record is None:
-        raise NotFound(f"no data key {key_id!r}")
+    if record is None or record.artefact != artefact:
+        raise not_issued_for(key_id)
     return record
 
 
 def open_key(session: Session, wrapper: KeyWrapper, record: DataKey, artefact: str) -> bytes:
     """The data key of `record`, for the artefact it was issued for only."""
     if record.artefact != artefact:
-        raise KeyRefused(f"data key {record.key_id} was issued for another artefact")
+        raise not_issued_for(record.key_id)
     if record.wrapped is None:
         raise KeyRefused(
             f"the keys of project {record.project!r} were destroyed: this artefact cannot "
@@ -187,7 +206,8 @@ def open_key(session: Session, wrapper: KeyWrapper, record: DataKey, artefact: s
 def rotate(session: Session, wrapper: KeyWrapper, project: str, actor: str) -> dict:
     """A new active project key version; every data key is re-wrapped under it (the
     artefacts are not touched: their headers keep the version they were made under)."""
-    rows = _project_keys(session, project, lock=True)
+    _lock(session, project)
+    rows = _project_keys(session, project)
     if _destroyed(rows):
         raise KeyRefused(f"the keys of project {project!r} were destroyed")
     version = 1 + max((row.version for row in rows), default=0)
@@ -197,28 +217,34 @@ def rotate(session: Session, wrapper: KeyWrapper, project: str, actor: str) -> d
     for row in rows:
         if row.state == "active":
             row.state, row.changed_by, row.changed_at = "superseded", actor, now
-    old_keks = {row.version: row for row in rows}
-    moved = 0
+    old_keks = {
+        row.version: _unwrap_project_key(wrapper, row) for row in rows if row.wrapped is not None
+    }
+    moved = lost = 0
     records = session.scalars(
         select(DataKey).where(DataKey.project == project, DataKey.key_version != version)
     )
     for record in records:
-        if record.wrapped is None:
+        old = old_keks.get(record.key_version)
+        if record.wrapped is None or old is None:
+            # its version is gone (a store from before the per-project lock): it cannot be
+            # recovered, and must not stop the rest of the project's keys from moving on
+            lost += record.wrapped is not None
             continue
         aad = _dek_aad(record.key_id, record.project, record.artefact)
-        old = _unwrap_project_key(wrapper, old_keks[record.key_version])
         data_key = old.decrypt(record.wrapped[:12], record.wrapped[12:], aad)
         nonce = os.urandom(12)
         record.wrapped = nonce + new_kek.encrypt(nonce, data_key, aad)
         record.key_version = version
         moved += 1
-    return {"project": project, "version": version, "rewrapped": moved}
+    return {"project": project, "version": version, "rewrapped": moved, "unrecoverable": lost}
 
 
 def retire(session: Session, project: str, version: int, actor: str) -> dict:
     """Retire a superseded version for good (its wrapped key erased); refused for the active
     version and while a data key still depends on it (rotate first)."""
-    rows = {row.version: row for row in _project_keys(session, project, lock=True)}
+    _lock(session, project)
+    rows = {row.version: row for row in _project_keys(session, project)}
     row = rows.get(version)
     if row is None:
         raise NotFound(f"project {project!r} has no key version {version}")
@@ -243,7 +269,8 @@ def retire(session: Session, project: str, version: int, actor: str) -> dict:
 def destroy(session: Session, project: str, actor: str) -> dict:
     """Crypto-shredding: every key of the project is erased, so every artefact encrypted
     for it is unrecoverable, whoever holds the ciphertext. Idempotent."""
-    rows = _project_keys(session, project, lock=True)
+    _lock(session, project)
+    rows = _project_keys(session, project)
     if not rows:
         raise NotFound(f"project {project!r} has no keys")
     now = utcnow()

@@ -70,7 +70,7 @@ class ServerDecryption:
         try:
             header, _ = artefact.read_header(io.BytesIO(body), identity)
             with self._sessions() as session:
-                record = service.find(session, header.key_id)
+                record = service.find_for(session, header.key_id, identity)
                 data_key = service.open_key(session, self._wrapper, record, identity)
                 project = record.project
             out = bytearray()

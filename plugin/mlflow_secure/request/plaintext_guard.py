@@ -20,7 +20,6 @@ from typing import Any
 from mlflow_secure.crypto import artefact
 from mlflow_secure.crypto.header import MAX_HEADER_SIZE
 from mlflow_secure.errors import ErrorResponse
-from mlflow_secure.identity.records import NotFound
 from mlflow_secure.keys import service
 from mlflow_secure.keys.requirement import encryption_required
 
@@ -85,10 +84,8 @@ def check_prefix(prefix: bytes, identity: str | None, sessions: Any) -> ErrorRes
         return _refusal(f"{identity!r} is not encrypted")
     with sessions() as session:
         try:
-            record = service.find(session, header.key_id)
-        except NotFound:
-            record = None
-        if record is None or record.artefact != identity:
+            service.find_for(session, header.key_id, identity)
+        except service.KeyRefused:
             return _refusal(f"{identity!r} is not encrypted with a data key issued for it")
     return None
 

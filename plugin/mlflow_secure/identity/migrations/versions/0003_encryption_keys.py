@@ -1,4 +1,5 @@
-"""The key service: project keys (wrapped by the master key) and data keys (wrapped by them).
+"""The key service: project keys (wrapped by the master key), data keys (wrapped by them),
+and one lock row per project that serialises the operations on its keys.
 
 Revision ID: 0003
 Revises: 0002
@@ -16,6 +17,11 @@ TZ = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    op.create_table(
+        "mls_key_locks",
+        sa.Column("project", sa.String(256), primary_key=True),
+        sa.Column("operations", sa.Integer, nullable=False),
+    )
     op.create_table(
         "mls_project_keys",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -51,3 +57,4 @@ def downgrade() -> None:
     op.drop_table("mls_data_keys")
     op.drop_index("ix_mls_project_keys_project", "mls_project_keys")
     op.drop_table("mls_project_keys")
+    op.drop_table("mls_key_locks")
