@@ -84,6 +84,8 @@ def test_a_training_script_works_unchanged_and_the_store_holds_only_ciphertext(w
         assert MARKER.encode() not in data, path
         assert b"sklearn" not in data, path  # MLmodel and requirements name the flavour
     assert any(f"/{result['model_id']}/" in str(p) for p in files)  # the logged model's too
+    assert any(p.name == "traces.json" for p in files)  # and the trace's data
+    assert result["trace_spans"] == [1]
 
     # bob has the bytes (a stolen bucket) and a key of his own: neither opens them
     bob = MlflowClient(tracking_uri=server.url)

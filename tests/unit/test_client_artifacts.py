@@ -10,6 +10,16 @@ RUN = "0a" * 16
 MODEL = "m-" + "1b" * 16
 
 
+TRACE = "tr-" + "2c" * 16
+
+
+def test_a_traces_data_has_its_trace_as_owner():
+    owner = owner_of(f"mlflow-artifacts:/3/traces/{TRACE}/artifacts")
+    assert owner is not None
+    assert owner.named() == {"trace_id": TRACE}
+    assert owner.path("traces.json") == "traces.json"
+
+
 @pytest.mark.parametrize(
     ("uri", "run", "model", "root"),
     [
@@ -33,7 +43,7 @@ def test_owners_are_found_under_any_root(uri, run, model, root):
         "s3://bucket/3",  # an experiment's root
         f"s3://bucket/3/{RUN}",  # not inside artifacts
         f"s3://bucket/3/{RUN.upper()}/artifacts",  # MLflow's ids are lower-case hex
-        "s3://bucket/traces/tr-1/artifacts",
+        "s3://bucket/traces/tr-1/artifacts",  # not a trace id MLflow makes
     ],
 )
 def test_other_locations_are_left_to_mlflow(uri):

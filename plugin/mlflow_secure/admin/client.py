@@ -323,6 +323,7 @@ class SecureAdminClient:
         *,
         run_id: str | None = None,
         logged_model_id: str | None = None,
+        trace_id: str | None = None,
         always: bool = False,
     ) -> Json:
         """A fresh data key for one artefact of a run or logged model: ``{"required": true,
@@ -330,7 +331,11 @@ class SecureAdminClient:
         ``{"required": false, "artefact"}`` where its classification needs no encryption
         (unless `always`)."""
         body = _without_none(
-            run_id=run_id, logged_model_id=logged_model_id, path=path, always=always or None
+            run_id=run_id,
+            logged_model_id=logged_model_id,
+            trace_id=trace_id,
+            path=path,
+            always=always or None,
         )
         return self._request("POST", "/keys/data-keys/create", json=body)
 
@@ -341,10 +346,15 @@ class SecureAdminClient:
         *,
         run_id: str | None = None,
         logged_model_id: str | None = None,
+        trace_id: str | None = None,
     ) -> Json:
         """The data key `key_id`, for the artefact it was issued for (same shape as create)."""
         body = _without_none(
-            key_id=key_id, run_id=run_id, logged_model_id=logged_model_id, path=path
+            key_id=key_id,
+            run_id=run_id,
+            logged_model_id=logged_model_id,
+            trace_id=trace_id,
+            path=path,
         )
         return self._request("POST", "/keys/data-keys/unwrap", json=body)
 

@@ -3,7 +3,7 @@ file of an encrypted artefact encrypted before it leaves the client and decrypte
 arrives. Installed with the package (entry point `mlflow.artifact_repository`), so
 `mlflow.log_artifact(s)`, `log_model` for any flavour, `load_model` (runs:/, models:/ and
 registry URIs resolve to a run's or logged model's `mlflow-artifacts:` location) and
-`mlflow.artifacts.download_artifacts` need no change in the user's code.
+`mlflow.artifacts.download_artifacts` and traces' data need no change in the user's code.
 
 For each file uploaded the key service is asked for a data key for that run's or logged
 model's artefact (`keys/data-keys/create`): it answers whether the experiment's
@@ -51,7 +51,8 @@ _keys = TtlCache(KEY_CACHE_SECONDS, 1024)  # (tracking URI, key id, artefact) ->
 # Where a run's and a logged model's artefacts live under any artefact root (MLflow's
 # layout): .../<run id>/artifacts[/...] and .../models/<model id>/artifacts[/...].
 _OWNED = re.compile(
-    r"/(?:(?P<run>[0-9a-f]{32})|models/(?P<model>m-[0-9a-f]{32}))/artifacts(?P<sub>/.*)?$"
+    r"/(?:(?P<run>[0-9a-f]{32})|models/(?P<model>m-[0-9a-f]{32})|traces/(?P<trace>tr-[0-9a-f]{32}))"
+    r"/artifacts(?P<sub>/.*)?$"
 )
 
 
@@ -63,6 +64,7 @@ class Owner:
     run_id: str | None
     logged_model_id: str | None
     root: str
+    trace_id: str | None = None
 
     def path(self, relative: str) -> str:
         return posixpath.normpath(posixpath.join(self.root, relative)).lstrip("/")
@@ -70,6 +72,8 @@ class Owner:
     def named(self) -> dict[str, str]:
         if self.run_id:
             return {"run_id": self.run_id}
+        if self.trace_id:
+            return {"trace_id": self.trace_id}
         return {"logged_model_id": self.logged_model_id or ""}
 
 
@@ -78,7 +82,8 @@ def owner_of(artifact_uri: str) -> Owner | None:
     matched = _OWNED.search(urlsplit(artifact_uri).path.rstrip("/"))
     if matched is None:
         return None
-    return Owner(matched["run"], matched["model"], (matched["sub"] or "").strip("/"))
+    root = (matched["sub"] or "").strip("/")
+    return Owner(matched["run"], matched["model"], root, matched["trace"])
 
 
 def is_encrypted(path: str) -> bool:

@@ -36,7 +36,9 @@ def artefact_of(args: Args) -> tuple[str, str, str]:
     relative path (IdentityError, a 400, otherwise)."""
     owners = [(kind, args[field]) for kind, field in _OWNERS if args.get(field)]
     if len(owners) != 1:
-        raise IdentityError("name the artefact's owner: exactly one of run_id, logged_model_id")
+        raise IdentityError(
+            "name the artefact's owner: exactly one of run_id, logged_model_id, trace_id"
+        )
     kind, owner_id = owners[0]
     try:
         path = check_artifact_path(args["path"])
@@ -46,11 +48,11 @@ def artefact_of(args: Args) -> tuple[str, str, str]:
         raise IdentityError("path must name a file")
     if "//" in path:  # one spelling per file, so one data key per stored file
         raise IdentityError("path must not contain empty segments ('//')")
-    prefix = "runs" if kind == "run" else "models"
-    return kind, owner_id, f"{prefix}/{owner_id}/artifacts/{path}"
+    return kind, owner_id, f"{_PREFIXES[kind]}/{owner_id}/artifacts/{path}"
 
 
-_OWNERS = (("run", "run_id"), ("logged_model", "logged_model_id"))
+_OWNERS = (("run", "run_id"), ("logged_model", "logged_model_id"), ("trace", "trace_id"))
+_PREFIXES = {"run": "runs", "logged_model": "models", "trace": "traces"}
 
 
 def describe(route: KeyRoute, query: bytes, body: bytes, resolver: ResourceResolver) -> Resource:
@@ -63,7 +65,9 @@ def describe(route: KeyRoute, query: bytes, body: bytes, resolver: ResourceResol
     except IdentityError as exc:
         # answered 400 by the front door before any policy is asked, nothing changed
         raise BadRequest(str(exc)) from None
-    lookup = resolver.run if kind == "run" else resolver.logged_model
+    lookup = {"run": resolver.run, "logged_model": resolver.logged_model, "trace": resolver.trace}[
+        kind
+    ]
     try:
         resource = lookup(owner_id)
     except ResourceNotFound:

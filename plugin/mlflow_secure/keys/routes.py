@@ -13,6 +13,7 @@ from mlflow_secure.admin.parsing import FLAG, NAME, Field
 ARTEFACT = {
     "run_id": Field(max_length=64),
     "logged_model_id": Field(max_length=64),
+    "trace_id": Field(max_length=64),
     "path": Field(required=True, max_length=1000),
 }
 PROJECT = {"project": Field(required=True, max_length=256)}

@@ -1,7 +1,8 @@
 """After: the MLflow UI's artefact downloads, decrypted on the server for their reader.
 
 The UI cannot run the client plugin, so the files it shows (`/get-artifact` for a run's,
-`logged-models/<id>/artifacts/files` for a logged model's) are decrypted here when they are
+`logged-models/<id>/artifacts/files` for a logged model's, `get-trace-artifact` for a
+trace's data and attachments when the store keeps no spans) are decrypted here when they are
 in the encrypted format: the request has already been allowed as a read of that run or
 logged model (the same rule the bundled policy applies to unwrapping its data keys), and the
 data key opens only if the key service issued it for exactly this artefact (a ciphertext
@@ -39,6 +40,13 @@ UI_DOWNLOADS: dict[str, tuple[str, tuple[str, ...], str]] = {
 
 def identity_of(endpoint: str, params: dict[str, Any] | None) -> str | None:
     """The artefact identity a UI download names (as the key service computes it)."""
+    if endpoint == "mlflow.traces.get_artifact" and params:
+        trace = params.get("request_id")
+        if not isinstance(trace, str) or not trace:
+            return None
+        attachment = params.get("path")
+        inside = f"attachments/{attachment.strip('/')}" if isinstance(attachment, str) else ""
+        return f"traces/{trace}/artifacts/{inside or 'traces.json'}"
     shape = UI_DOWNLOADS.get(endpoint)
     if shape is None or not params:
         return None

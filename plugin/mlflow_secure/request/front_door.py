@@ -510,7 +510,7 @@ def _ui_download(config: FrontDoorConfig, trail: Trail) -> str | None:
     """The artefact identity of a UI download the server decrypts (decrypting.py), or None."""
     if config.decryption is None:
         return None
-    return decrypting.identity_of(trail.action.endpoint, trail.params)
+    return decrypting.identity_of(trail.action.endpoint, trail.params)  # None: not a UI view
 
 
 def _decrypted_wsgi(

@@ -38,7 +38,8 @@ BYPASSES_SERVER = frozenset(
     }
 )
 _OWNED = re.compile(
-    r"(?:^|/)(?:(?P<run>[0-9a-f]{32})|models/(?P<model>m-[0-9a-f]{32}))/artifacts/(?P<path>.+)$"
+    r"(?:^|/)(?:(?P<run>[0-9a-f]{32})|models/(?P<model>m-[0-9a-f]{32})"
+    r"|traces/(?P<trace>tr-[0-9a-f]{32}))/artifacts/(?P<path>.+)$"
 )
 
 
@@ -61,6 +62,8 @@ def identity_of(endpoint: str, resource: dict[str, Any], params: dict[str, Any])
         return None
     if matched["run"]:
         return f"runs/{matched['run']}/artifacts/{matched['path']}"
+    if matched["trace"]:
+        return f"traces/{matched['trace']}/artifacts/{matched['path']}"
     return f"models/{matched['model']}/artifacts/{matched['path']}"
 
 
@@ -77,7 +80,7 @@ def check_declared(capability: str | None) -> ErrorResponse | None:
 def check_prefix(prefix: bytes, identity: str | None, sessions: Any) -> ErrorResponse | None:
     """None when `prefix` (the body's first bytes) is a ciphertext made for `identity`."""
     if identity is None:
-        return _refusal("the upload is not a file of a run or logged model")
+        return _refusal("the upload is not a file of a run, logged model or trace")
     try:
         header, _ = artefact.read_header(io.BytesIO(prefix), identity)
     except artefact.DecryptionError:

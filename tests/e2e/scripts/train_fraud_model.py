@@ -29,6 +29,17 @@ with mlflow.start_run(experiment_id=experiment_id) as run:
         model, name="model", registered_model_name=model_name, input_example=features[:2]
     )
 
+
+@mlflow.trace(name="score")
+def score(rows):
+    return model.predict(rows).tolist()
+
+
+mlflow.set_experiment(experiment_id=experiment_id)
+score(features[:3])  # a trace, whose data the client uploads as an artefact
+mlflow.flush_trace_async_logging()
+traces = mlflow.search_traces(locations=[experiment_id], return_type="list")
+
 client = MlflowClient()
 version = info.registered_model_version
 client.set_registered_model_alias(model_name, "champion", version)
@@ -49,6 +60,7 @@ print(
             "predicted": predicted,
             "expected": model.predict(features[:5]).tolist(),
             "notes_ok": downloaded == marker * 50,
+            "trace_spans": [len(trace.data.spans) for trace in traces],
         }
     )
 )
