@@ -203,7 +203,7 @@ for run in runs:  # one round: each run's upload, then its download, timed
 """
 
 
-def round_trip(size: int = 256 * MIB, rounds: int = 3) -> None:
+def round_trip(size: int = 256 * MIB, rounds: int = 5) -> None:
     """Through a real server with the stock client and the plugin installed."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.support import servers
