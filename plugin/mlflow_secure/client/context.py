@@ -38,24 +38,6 @@ _warned_values: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-def encryption_capability() -> str:
-    """What client-side artifact encryption this client performs: ``"mlse-v1"`` (the format
-    of docs/encryption-format.md) when MLflow will use this package's encrypting repository
-    for `mlflow-artifacts:`, else ``"none"`` (another plugin took the scheme)."""
-    try:
-        from mlflow.store.artifact.artifact_repository_registry import (
-            _artifact_repository_registry,
-        )
-
-        from mlflow_secure.client.artifacts import EncryptingArtifactsRepository
-    except ImportError:
-        return "none"
-    registered = _artifact_repository_registry.get_registered_artifact_repositories()
-    if registered.get("mlflow-artifacts") is EncryptingArtifactsRepository:
-        return "mlse-v1"
-    return "none"
-
-
 def invalid_project_message(value: str) -> str | None:
     """Why ``value`` cannot name a project, or None when it can."""
     if PROJECT_NAME_RE.fullmatch(value):
@@ -89,11 +71,14 @@ def default_project(environ: Mapping[str, str] | None = None) -> str | None:
     return None
 
 
-def context_headers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The headers for one request (never raises: they are only context)."""
+def context_headers(
+    environ: Mapping[str, str] | None = None, encryption: str = "none"
+) -> dict[str, str]:
+    """The headers for one request (never raises: they are only context). `encryption`: what
+    artefact encryption this client performs ("none" for the CLI, which uploads none)."""
     headers = {
         CLIENT_HEADER: f"mlflow-secure/{__version__}",
-        ENCRYPTION_HEADER: encryption_capability(),
+        ENCRYPTION_HEADER: encryption,
     }
     if project := default_project(environ):
         headers[PROJECT_HEADER] = project

@@ -20,7 +20,6 @@ from mlflow_secure.client.context import (
     ENV_PROJECT,
     PROJECT_HEADER,
     context_headers,
-    encryption_capability,
 )
 
 __all__ = [
@@ -33,6 +32,22 @@ __all__ = [
 ]
 
 
+def encryption_capability() -> str:
+    """What artefact encryption this MLflow client performs: ``"mlse-v1"`` (the format of
+    docs/encryption-format.md) when MLflow uses this package's encrypting repository for
+    `mlflow-artifacts:`, else ``"none"`` (another plugin took the scheme)."""
+    from mlflow.store.artifact.artifact_repository_registry import (
+        _artifact_repository_registry,
+    )
+
+    from mlflow_secure.client.artifacts import EncryptingArtifactsRepository
+
+    registered = _artifact_repository_registry.get_registered_artifact_repositories()
+    if registered.get("mlflow-artifacts") is EncryptingArtifactsRepository:
+        return "mlse-v1"
+    return "none"
+
+
 class SecureHeaderProvider(RequestHeaderProvider):
     """Adds the mlflow-secure client identity and capabilities to every MLflow request."""
 
@@ -43,4 +58,4 @@ class SecureHeaderProvider(RequestHeaderProvider):
     def request_headers(self) -> dict[str, str]:
         """The context headers; an invalid ``MLFLOW_SECURE_PROJECT`` is left out with a
         warning (see `mlflow_secure.client.context`)."""
-        return context_headers()
+        return context_headers(encryption=encryption_capability())
