@@ -37,11 +37,10 @@ def issue(sessions, master, project="fraud", artefact=ARTEFACT):
         return service.issue(session, master, project, "7", artefact, "alice")
 
 
-def open_key(sessions, master, key_id, artefact=ARTEFACT):
+def open_key(sessions, master, key_id, artefact=ARTEFACT, experiment="7"):
     with sessions.begin() as session:
-        return service.open_key(
-            session, master, service.find_for(session, key_id, artefact), artefact
-        )
+        record = service.find_for(session, key_id, artefact, experiment)
+        return service.open_key(session, master, record, artefact)
 
 
 def test_the_migration_creates_the_key_tables(sessions):
@@ -65,6 +64,8 @@ def test_a_data_key_is_stored_wrapped_and_opens_for_its_artefact_only(sessions, 
         open_key(sessions, master, issued.key_id, "runs/r1/artifacts/other.pkl")
     with pytest.raises(service.KeyRefused, match="not issued for this artefact") as unknown:
         open_key(sessions, master, "dk-nope")
+    with pytest.raises(service.KeyRefused, match="not issued for this artefact"):
+        open_key(sessions, master, issued.key_id, experiment="8")  # the same id elsewhere
     # one answer for both: no oracle of which key ids exist
     assert str(foreign.value).replace(issued.key_id, "K") == str(unknown.value).replace(
         "dk-nope", "K"

@@ -95,8 +95,8 @@ def create(
 
 
 def unwrap(session: Session, wrapper: KeyWrapper | None, args: Args) -> dict[str, Any]:
-    identity, _ = _artefact(args)
-    record = service.find_for(session, args["key_id"], identity)
+    identity, resource = _artefact(args)
+    record = service.find_for(session, args["key_id"], identity, resource.get("experiment_id"))
     data_key = service.open_key(session, _need(wrapper), record, identity)
     return _issued(
         service.IssuedKey(record.key_id, record.created_version, data_key, record.project, identity)

@@ -170,9 +170,12 @@ def not_issued_for(key_id: str) -> KeyRefused:
     return KeyRefused(f"data key {key_id} was not issued for this artefact")
 
 
-def find_for(session: Session, key_id: str, artefact: str) -> DataKey:
+def find_for(session: Session, key_id: str, artefact: str, experiment_id: object) -> DataKey:
+    """The data key `key_id` if it was issued for `artefact` in experiment `experiment_id`
+    (the experiment binds it too: a trace id, which a client may choose, could otherwise
+    be deleted and made again in another experiment to reach the first one's key)."""
     record = session.get(DataKey, key_id)
-    if record is None or record.artefact != artefact:
+    if record is None or record.artefact != artefact or record.experiment_id != str(experiment_id):
         raise not_issued_for(key_id)
     return record
 

@@ -65,7 +65,7 @@ class ServerDecryption:
         self._sessions = sessions
         self._wrapper = wrapper
 
-    def plaintext(self, body: bytes, identity: str) -> bytes | ErrorResponse:
+    def plaintext(self, body: bytes, identity: str, experiment_id: object) -> bytes | ErrorResponse:
         if len(body) > MAX_DECRYPTED:
             return ErrorResponse(
                 400,
@@ -78,7 +78,7 @@ class ServerDecryption:
         try:
             header, _ = artefact.read_header(io.BytesIO(body), identity)
             with self._sessions() as session:
-                record = service.find_for(session, header.key_id, identity)
+                record = service.find_for(session, header.key_id, identity, experiment_id)
                 data_key = service.open_key(session, self._wrapper, record, identity)
                 project = record.project
             out = bytearray()
@@ -105,7 +105,9 @@ def _headers_for(start: dict[str, Any], length: int) -> list[tuple[bytes, bytes]
 _LENGTH_HEADERS = {b"content-length", b"etag", b"content-encoding"}
 
 
-def asgi_decrypting(send: Callable, opener: ServerDecryption, identity: str) -> Callable:
+def asgi_decrypting(
+    send: Callable, opener: ServerDecryption, identity: str, experiment_id: object
+) -> Callable:
     """`send` that holds a successful response until its first bytes say whether it is an
     encrypted artefact: plaintext passes on at once, ciphertext is gathered and decrypted."""
     held: dict[str, Any] = {"body": []}
@@ -138,7 +140,7 @@ def asgi_decrypting(send: Callable, opener: ServerDecryption, identity: str) -> 
             if len(gathered) > MAX_DECRYPTED:
                 held["body"] = [gathered[: MAX_DECRYPTED + 1]]  # enough to refuse, bounded
             return
-        answer = opener.plaintext(gathered, identity)
+        answer = opener.plaintext(gathered, identity, experiment_id)
         if isinstance(answer, ErrorResponse):
             headers = [(k.encode(), v.encode()) for k, v in answer.header_list()]
             await send({"type": "http.response.start", "status": answer.status, "headers": headers})
@@ -157,12 +159,13 @@ def wsgi_decrypted(
     body: list[bytes],
     opener: ServerDecryption,
     identity: str,
+    experiment_id: object,
 ) -> tuple[str, list[tuple[str, str]], list[bytes]]:
     """The WSGI twin: the response is already materialised by the front door."""
     data = b"".join(body)
     if not status.startswith("200") or not data.startswith(MAGIC):
         return status, headers, body
-    answer = opener.plaintext(data, identity)
+    answer = opener.plaintext(data, identity, experiment_id)
     if isinstance(answer, ErrorResponse):
         return (
             f"{answer.status} {HTTPStatus(answer.status).phrase}",

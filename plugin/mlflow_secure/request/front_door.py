@@ -131,7 +131,8 @@ class SecureASGIMiddleware:
                 return
         identity = _ui_download(config, trail)
         if identity is not None:
-            send = decrypting.asgi_decrypting(send, config.decryption, identity)
+            experiment = (trail.resource or {}).get("experiment_id")
+            send = decrypting.asgi_decrypting(send, config.decryption, identity, experiment)
         token, judged = bind_subject(trail.subject), bind_judged(trail.resource)
         try:
             await self.app(scope, receive, send)
@@ -351,7 +352,8 @@ class SecureWSGIMiddleware:
             # Materialise the response while the subject is bound: handlers may stream.
             if identity is None:
                 return list(self.app(environ, start_response))
-            return _decrypted_wsgi(self.app, environ, start_response, config, identity)
+            experiment = (trail.resource or {}).get("experiment_id")
+            return _decrypted_wsgi(self.app, environ, start_response, config, identity, experiment)
         finally:
             unbind_judged(judged)
             unbind_subject(token)
@@ -429,7 +431,8 @@ def _guard_check(config: FrontDoorConfig, trail: Trail, prefix: bytes) -> ErrorR
     identity = plaintext_guard.identity_of(
         trail.action.endpoint, trail.resource or {}, trail.params or {}
     )
-    return plaintext_guard.check_prefix(prefix, identity, config.sessions)
+    experiment = (trail.resource or {}).get("experiment_id")
+    return plaintext_guard.check_prefix(prefix, identity, experiment, config.sessions)
 
 
 async def _guard_asgi(
@@ -514,7 +517,12 @@ def _ui_download(config: FrontDoorConfig, trail: Trail) -> str | None:
 
 
 def _decrypted_wsgi(
-    app: Callable, environ: dict[str, Any], start_response: Callable, config: Any, identity: str
+    app: Callable,
+    environ: dict[str, Any],
+    start_response: Callable,
+    config: Any,
+    identity: str,
+    experiment_id: object,
 ) -> list[bytes]:
     captured: dict[str, Any] = {}
 
@@ -528,7 +536,12 @@ def _decrypted_wsgi(
 
     body = list(app(environ, capture))
     status, headers, body = decrypting.wsgi_decrypted(
-        captured["status"], captured["headers"], body, config.decryption, identity
+        captured["status"],
+        captured["headers"],
+        body,
+        config.decryption,
+        identity,
+        experiment_id,
     )
     start_response(status, headers, captured["exc_info"])
     return body

@@ -77,7 +77,9 @@ def check_declared(capability: str | None) -> ErrorResponse | None:
     return _refusal("this client does not encrypt artefacts")
 
 
-def check_prefix(prefix: bytes, identity: str | None, sessions: Any) -> ErrorResponse | None:
+def check_prefix(
+    prefix: bytes, identity: str | None, experiment_id: object, sessions: Any
+) -> ErrorResponse | None:
     """None when `prefix` (the body's first bytes) is a ciphertext made for `identity`."""
     if identity is None:
         return _refusal("the upload is not a file of a run, logged model or trace")
@@ -87,7 +89,7 @@ def check_prefix(prefix: bytes, identity: str | None, sessions: Any) -> ErrorRes
         return _refusal(f"{identity!r} is not encrypted")
     with sessions() as session:
         try:
-            service.find_for(session, header.key_id, identity)
+            service.find_for(session, header.key_id, identity, experiment_id)
         except service.KeyRefused:
             return _refusal(f"{identity!r} is not encrypted with a data key issued for it")
     return None
