@@ -132,6 +132,53 @@ def test_team_b_cannot_unwrap_team_as_key_even_with_the_ciphertext(world):
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
 
+def test_a_trace_id_made_again_in_another_experiment_gets_no_key(world):
+    """Clients choose trace ids: alice's trace deleted and bob's made with the same id must
+    not reach the data key of alice's trace data (the key is bound to its experiment). Runs
+    before the tests below destroy the projects' keys."""
+    import uuid
+
+    _, actors, runs, _ = world
+    alice, bob = actors["alice"], actors["bob"]
+
+    def experiment_of(actor, run_id):
+        got = actor.call("GET", "/2.0/mlflow/runs/get", params={"run_id": run_id})
+        return got.json()["run"]["info"]["experiment_id"]
+
+    trace_id = "tr-" + uuid.uuid4().hex
+
+    def start(actor, experiment_id):
+        info = {
+            "trace_id": trace_id,
+            "trace_location": {
+                "type": "MLFLOW_EXPERIMENT",
+                "mlflow_experiment": {"experiment_id": experiment_id},
+            },
+            "request_time": "2026-01-01T00:00:00Z",
+            "execution_duration": "1s",
+            "state": "OK",
+        }
+        started = actor.call("POST", "/3.0/mlflow/traces", json={"trace": {"trace_info": info}})
+        assert started.status_code == 200, started.text
+
+    alice_experiment = experiment_of(alice, runs["alice"])
+    start(alice, alice_experiment)
+    issued = keys(alice, "data-keys/create", trace_id=trace_id, path="traces.json").json()
+    assert issued["artefact"] == f"traces/{trace_id}/artifacts/traces.json"
+    deleted = alice.call(
+        "POST",
+        "/2.0/mlflow/traces/delete-traces",
+        json={"experiment_id": alice_experiment, "request_ids": [trace_id]},
+    )
+    assert deleted.status_code == 200, deleted.text
+    start(bob, experiment_of(bob, runs["bob"]))
+    stolen = keys(
+        bob, "data-keys/unwrap", key_id=issued["key_id"], trace_id=trace_id, path="traces.json"
+    )
+    assert stolen.status_code == 403, stolen.text
+    assert issued["data_key"] not in stolen.text
+
+
 def test_rotation_rewraps_without_touching_the_file_and_destroy_shreds(world):
     _, actors, runs, _ = world
     alice, admin = actors["alice"], actors["admin"]
@@ -316,49 +363,3 @@ def test_the_cli_rotates_shows_retires_and_destroys_a_projects_keys(world):
     assert gone.status_code == 403
     master = runner.invoke(main, ["keys", "generate-master-key"])
     assert len(base64.b64decode(master.output.strip())) == 32
-
-
-def test_a_trace_id_made_again_in_another_experiment_gets_no_key(world):
-    """Clients choose trace ids: alice's trace deleted and bob's made with the same id must
-    not reach the data key of alice's trace data (the key is bound to its experiment)."""
-    import uuid
-
-    _, actors, runs, _ = world
-    alice, bob = actors["alice"], actors["bob"]
-
-    def experiment_of(actor, run_id):
-        got = actor.call("GET", "/2.0/mlflow/runs/get", params={"run_id": run_id})
-        return got.json()["run"]["info"]["experiment_id"]
-
-    trace_id = "tr-" + uuid.uuid4().hex
-
-    def start(actor, experiment_id):
-        info = {
-            "trace_id": trace_id,
-            "trace_location": {
-                "type": "MLFLOW_EXPERIMENT",
-                "mlflow_experiment": {"experiment_id": experiment_id},
-            },
-            "request_time": "2026-01-01T00:00:00Z",
-            "execution_duration": "1s",
-            "state": "OK",
-        }
-        started = actor.call("POST", "/3.0/mlflow/traces", json={"trace": {"trace_info": info}})
-        assert started.status_code == 200, started.text
-
-    alice_experiment = experiment_of(alice, runs["alice"])
-    start(alice, alice_experiment)
-    issued = keys(alice, "data-keys/create", trace_id=trace_id, path="traces.json").json()
-    assert issued["artefact"] == f"traces/{trace_id}/artifacts/traces.json"
-    deleted = alice.call(
-        "POST",
-        "/2.0/mlflow/traces/delete-traces",
-        json={"experiment_id": alice_experiment, "request_ids": [trace_id]},
-    )
-    assert deleted.status_code == 200, deleted.text
-    start(bob, experiment_of(bob, runs["bob"]))
-    stolen = keys(
-        bob, "data-keys/unwrap", key_id=issued["key_id"], trace_id=trace_id, path="traces.json"
-    )
-    assert stolen.status_code == 403, stolen.text
-    assert issued["data_key"] not in stolen.text
