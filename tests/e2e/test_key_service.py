@@ -172,6 +172,14 @@ def test_a_trace_id_made_again_in_another_experiment_gets_no_key(world):
     )
     assert deleted.status_code == 200, deleted.text
     start(bob, experiment_of(bob, runs["bob"]))
+    # nor may bob point his trace at alice's files: the server alone sets that tag
+    pointed = bob.call(
+        "PATCH",
+        f"/3.0/mlflow/traces/{trace_id}/tags",
+        json={"key": "mlflow.artifactLocation", "value": f"mlflow-artifacts:/{alice_experiment}"},
+    )
+    assert pointed.status_code == 400, pointed.text
+    assert "set by the server" in pointed.json()["message"]
     stolen = keys(
         bob, "data-keys/unwrap", key_id=issued["key_id"], trace_id=trace_id, path="traces.json"
     )

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+import anyio
+
 from mlflow_secure.crypto import artefact
 from mlflow_secure.crypto.header import MAGIC, Context
 from mlflow_secure.errors import ErrorResponse
@@ -67,12 +69,7 @@ class ServerDecryption:
 
     def plaintext(self, body: bytes, identity: str, experiment_id: object) -> bytes | ErrorResponse:
         if len(body) > MAX_DECRYPTED:
-            return ErrorResponse(
-                400,
-                f"artefact {identity!r} is encrypted and larger than {MAX_DECRYPTED >> 20} MiB:"
-                " download it with the mlflow-secure client "
-                "(mlflow.artifacts.download_artifacts) to decrypt it on your machine",
-            )
+            return _too_large(identity)
         if self._wrapper is None:
             return ErrorResponse(503, f"artefact {identity!r} is encrypted and {NO_KEY_SERVICE}")
         try:
@@ -105,12 +102,29 @@ def _headers_for(start: dict[str, Any], length: int) -> list[tuple[bytes, bytes]
 _LENGTH_HEADERS = {b"content-length", b"etag", b"content-encoding"}
 
 
+def _too_large(identity: str) -> ErrorResponse:
+    return ErrorResponse(
+        400,
+        f"artefact {identity!r} is encrypted and larger than {MAX_DECRYPTED >> 20} MiB:"
+        " download it with the mlflow-secure client "
+        "(mlflow.artifacts.download_artifacts) to decrypt it on your machine",
+    )
+
+
+def _plaintext_or_refusal(
+    opener: ServerDecryption, body: bytes, size: int, identity: str, experiment_id: object
+) -> bytes | ErrorResponse:
+    if size > MAX_DECRYPTED:
+        return _too_large(identity)
+    return opener.plaintext(body, identity, experiment_id)
+
+
 def asgi_decrypting(
     send: Callable, opener: ServerDecryption, identity: str, experiment_id: object
 ) -> Callable:
     """`send` that holds a successful response until its first bytes say whether it is an
     encrypted artefact: plaintext passes on at once, ciphertext is gathered and decrypted."""
-    held: dict[str, Any] = {"body": []}
+    held: dict[str, Any] = {"body": [], "size": 0}
 
     async def sender(message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -124,23 +138,28 @@ def asgi_decrypting(
         if kind != "http.response.body" or held.get("passing"):
             await send(message)
             return
-        held["body"].append(message.get("body", b""))
-        gathered = b"".join(held["body"])
-        more = message.get("more_body", False)
+        chunk, more = message.get("body", b""), message.get("more_body", False)
+        held["size"] += len(chunk)
+        if held["size"] <= MAX_DECRYPTED:  # past the limit, only counted: memory bounded
+            held["body"].append(chunk)
         if "encrypted" not in held:
-            if len(gathered) < len(MAGIC) and more:
+            first = b"".join(held["body"])  # a few bytes: the first chunks only
+            if len(first) < len(MAGIC) and more:
                 return
-            held["encrypted"] = gathered.startswith(MAGIC)
+            held["encrypted"] = first.startswith(MAGIC)
             if not held["encrypted"]:
                 held["passing"] = True
                 await send(held.pop("start"))
-                await send({"type": "http.response.body", "body": gathered, "more_body": more})
+                await send({"type": "http.response.body", "body": first, "more_body": more})
                 return
+            held["body"] = [first]
         if more:
-            if len(gathered) > MAX_DECRYPTED:
-                held["body"] = [gathered[: MAX_DECRYPTED + 1]]  # enough to refuse, bounded
             return
-        answer = opener.plaintext(gathered, identity, experiment_id)
+        gathered = b"".join(held["body"]) if held["size"] <= MAX_DECRYPTED else b""
+        # decrypting is CPU work: off the event loop, so other requests go on being served
+        answer = await anyio.to_thread.run_sync(
+            _plaintext_or_refusal, opener, gathered, held["size"], identity, experiment_id
+        )
         if isinstance(answer, ErrorResponse):
             headers = [(k.encode(), v.encode()) for k, v in answer.header_list()]
             await send({"type": "http.response.start", "status": answer.status, "headers": headers})
@@ -151,6 +170,27 @@ def asgi_decrypting(
         await send({"type": "http.response.body", "body": answer, "more_body": False})
 
     return sender
+
+
+def collect_bounded(response: Any) -> list[bytes]:
+    """A WSGI response's chunks, whole as the WSGI front door always holds them, except an
+    encrypted one: held only up to one byte past `MAX_DECRYPTED` (the rest is not read, the
+    iterable is closed), which `wsgi_decrypted` then refuses as too large."""
+    chunks: list[bytes] = []
+    size, encrypted = 0, None
+    try:
+        for chunk in response:
+            chunks.append(chunk)
+            size += len(chunk)
+            if encrypted is None and size >= len(MAGIC):
+                encrypted = b"".join(chunks)[: len(MAGIC)] == MAGIC
+            if encrypted and size > MAX_DECRYPTED:
+                break
+    finally:
+        close = getattr(response, "close", None)
+        if close is not None:
+            close()
+    return chunks
 
 
 def wsgi_decrypted(

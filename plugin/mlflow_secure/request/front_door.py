@@ -534,7 +534,7 @@ def _decrypted_wsgi(
 
         return write
 
-    body = list(app(environ, capture))
+    body = decrypting.collect_bounded(app(environ, capture))
     status, headers, body = decrypting.wsgi_decrypted(
         captured["status"],
         captured["headers"],

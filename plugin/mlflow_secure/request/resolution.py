@@ -320,12 +320,45 @@ def _prompt_version(params: Mapping[str, Any]) -> bool:
     )
 
 
+SERVER_TRACE_TAGS = frozenset({"mlflow.artifactlocation"})
+
+
+def _tag_keys(params: Mapping[str, Any]) -> list[str]:
+    """Every tag key a trace request writes: `key`, `tags` (list or map), and the tags of a
+    v3 trace_info."""
+    keys: list[str] = []
+    info = params.get("trace")
+    nested = info.get("trace_info") if isinstance(info, dict) else None
+    for raw in (params.get("tags"), nested.get("tags") if isinstance(nested, dict) else None):
+        if isinstance(raw, list):
+            keys += [str(t.get("key")) for t in raw if isinstance(t, dict)]
+        elif isinstance(raw, dict):
+            keys += [str(k) for k in raw]
+    if isinstance(params.get("key"), str):
+        keys.append(params["key"])
+    return keys
+
+
+def refuse_server_trace_tags(params: Mapping[str, Any]) -> None:
+    """`mlflow.artifactLocation` says where MLflow reads a trace's data and attachments from;
+    only the server sets it (at trace start). A client-written value would point the server
+    at any URI, other experiments' artefacts and local files included."""
+    for key in _tag_keys(params):
+        if key.lower() in SERVER_TRACE_TAGS:
+            raise BadRequest(
+                f"the trace tag {key!r} is set by the server (where the trace's data is "
+                "stored); a client may not write it"
+            )
+
+
 def _request_extras(
     spec: RouteSpec, params: Mapping[str, Any], resolver: ResourceResolver
 ) -> dict[str, Any]:
     """What the request asks to write that the policy judges on any resource: policy tags,
     a storage URI."""
     extra: dict[str, Any] = {}
+    if spec.endpoint.startswith("mlflow.traces."):
+        refuse_server_trace_tags(params)
     new_tags = requested_tags(params)
     if new_tags:
         extra["new_tags"] = new_tags
