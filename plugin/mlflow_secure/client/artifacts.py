@@ -21,7 +21,6 @@ plugin) download unchanged.
 from __future__ import annotations
 
 import base64
-import io
 import os
 import posixpath
 import re
@@ -43,6 +42,7 @@ from mlflow.utils.rest_utils import augmented_raise_for_status, http_request
 from mlflow_secure.admin.client import SecureAdminClient
 from mlflow_secure.crypto import artefact, segments
 from mlflow_secure.crypto.header import MAGIC, Context, Header
+from mlflow_secure.prefixed import Prefixed
 from mlflow_secure.ttl_cache import TtlCache
 
 KEY_CACHE_SECONDS = 60.0
@@ -89,25 +89,6 @@ def owner_of(artifact_uri: str) -> Owner | None:
 def is_encrypted(path: str) -> bool:
     with open(path, "rb") as handle:
         return handle.read(len(MAGIC)) == MAGIC
-
-
-class _Prefixed(io.RawIOBase):
-    """Bytes already read from a stream, then the rest of it."""
-
-    def __init__(self, prefix: bytes, rest: Any) -> None:
-        super().__init__()
-        self._prefix, self._rest = prefix, rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._prefix:
-            count = min(len(buffer), len(self._prefix))
-            buffer[:count] = self._prefix[:count]
-            self._prefix = self._prefix[count:]
-            return count
-        return self._rest.readinto(buffer)
 
 
 class _Encrypting:
@@ -258,7 +239,7 @@ class EncryptingArtifactsRepository(_Encrypting, MlflowArtifactsRepository):
                     out.write(first)
                     shutil.copyfileobj(response.raw, out, 1024 * 1024)
                 return None
-            self._open_into(_Prefixed(first, response.raw), path, local_path)
+            self._open_into(Prefixed(first, response.raw), path, local_path)
         return None
 
 

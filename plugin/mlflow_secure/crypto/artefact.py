@@ -43,6 +43,16 @@ def _segment_problem(error: segments.SegmentError) -> str:
     )
 
 
+def _sealing(
+    data_key: bytes, key_id: str, key_version: int, context: Context, segment_size: int
+) -> tuple[bytes, bytes, bytes, segments.Layout]:
+    """(header bytes, stream key, associated data, layout) of a new file: one place for both
+    ways of encrypting one (to a sink, or as a stream read by an upload)."""
+    header_bytes = header_format.new_header(data_key, key_id, key_version, segment_size).encode()
+    aad = header_format.associated_data(header_bytes, context)
+    return header_bytes, header_format.stream_key(data_key), aad, segments.Layout(segment_size)
+
+
 def encrypt_stream(
     source: BinaryIO,
     sink: BinaryIO,
@@ -53,16 +63,9 @@ def encrypt_stream(
     segment_size: int = header_format.DEFAULT_SEGMENT_SIZE,
 ) -> int:
     """Encrypt everything `source` holds into `sink`; the plaintext length."""
-    header = header_format.new_header(data_key, key_id, key_version, segment_size)
-    header_bytes = header.encode()
+    header_bytes, key, aad, layout = _sealing(data_key, key_id, key_version, context, segment_size)
     sink.write(header_bytes)
-    return segments.encrypt(
-        source,
-        sink.write,
-        header_format.stream_key(data_key),
-        header_format.associated_data(header_bytes, context),
-        segments.Layout(segment_size),
-    )
+    return segments.encrypt(source, sink.write, key, aad, layout)
 
 
 def encrypt_file(
@@ -206,17 +209,10 @@ def encrypting_reader(
     segment_size: int = header_format.DEFAULT_SEGMENT_SIZE,
 ) -> EncryptingReader:
     """The ciphertext of the file at `source`, to be read once (an upload's body)."""
-    header = header_format.new_header(data_key, key_id, key_version, segment_size)
-    header_bytes = header.encode()
-    layout = segments.Layout(segment_size)
+    header_bytes, key, aad, layout = _sealing(data_key, key_id, key_version, context, segment_size)
     plain = open(source, "rb")  # noqa: SIM115 (closed with the reader)
     size = os.fstat(plain.fileno()).st_size
-    chunks = segments.encrypt_chunks(
-        plain,
-        header_format.stream_key(data_key),
-        header_format.associated_data(header_bytes, context),
-        layout,
-    )
+    chunks = segments.encrypt_chunks(plain, key, aad, layout)
 
     def all_chunks() -> Iterator[bytes]:
         yield header_bytes

@@ -23,6 +23,7 @@ from mlflow_secure.errors import ErrorResponse
 from mlflow_secure.identity.subject import bind_subject, unbind_subject
 from mlflow_secure.keys.resources import bind_judged, unbind_judged
 from mlflow_secure.policy.client import PolicyUnavailable
+from mlflow_secure.prefixed import Prefixed
 from mlflow_secure.request import decrypting, listings, plaintext_guard, responses, sequence
 from mlflow_secure.request.census import ID_HEADERS
 from mlflow_secure.request.decision import decide_each, decide_each_sync, readable
@@ -476,37 +477,8 @@ def _guard_wsgi(
             if not piece:
                 break
             prefix += piece
-        environ["wsgi.input"] = _Prefixed(prefix, stream)
+        environ["wsgi.input"] = Prefixed(prefix, stream)
     return _guard_check(config, trail, prefix)
-
-
-class _Prefixed(io.RawIOBase):
-    """The bytes already read, then the rest of the original input stream."""
-
-    def __init__(self, prefix: bytes, rest: Any) -> None:
-        self._prefix, self._rest = prefix, rest
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            data, self._prefix = self._prefix + self._rest.read(), b""
-            return data
-        if self._prefix:
-            data, self._prefix = self._prefix[:size], self._prefix[size:]
-            return data
-        return self._rest.read(size)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        if self._prefix:
-            return self.read(size if size is not None and size >= 0 else len(self._prefix))
-        return self._rest.readline(size)
 
 
 def _ui_download(config: FrontDoorConfig, trail: Trail) -> str | None:
